@@ -1,0 +1,127 @@
+# Developer and CI entry points for trio-asyncio.
+#
+#   make test        run the test suite in .venv (created on first use)
+#   make test-all    run the test suite on every supported Python (3.10-3.13)
+#   make demo        run examples/demo.py
+#   make bench       run the benchmarks (python -m benchmarks)
+#   make docs        build the HTML documentation into docs/_build/html
+#   make lint        ruff check + ruff format --check
+#   make clean       remove virtualenvs, build products and caches
+#
+# Variables:
+#   PYTHON=python3       interpreter used to create .venv
+#   PYTEST_ARGS=...      extra arguments for pytest, e.g. PYTEST_ARGS='-x -k loop'
+#   PYTHON_VERSIONS=...  versions covered by test-all
+#   CI=true              makes test-all fail (not skip) when an interpreter is missing
+
+PYTHON ?= python3
+PYTEST_ARGS ?=
+PYTHON_VERSIONS ?= 3.10 3.11 3.12 3.13
+
+VENV := .venv
+VPY := $(VENV)/bin/python
+# Stamp files record that a venv holds an up-to-date install of this project;
+# they are older than pyproject.toml after an edit, which triggers a reinstall.
+STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
+
+PIP_FLAGS := --quiet --disable-pip-version-check
+PYTEST := -m pytest -p no:cacheprovider
+LINT_PATHS := trio_asyncio tests benchmarks examples
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+.PHONY: venv .venv test test-all demo bench docs lint format clean
+
+# ---------------------------------------------------------------- environment
+
+venv .venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "==> setting up $(VENV) with $(PYTHON) ($$($(PYTHON) --version 2>&1))"
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install $(PIP_FLAGS) --upgrade pip
+	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test]'
+	@touch $@
+
+$(DOCS_STAMP): $(STAMP)
+	@echo "==> installing the docs extra into $(VENV)"
+	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test,docs]'
+	@touch $@
+
+# ---------------------------------------------------------------------- tests
+
+test: $(STAMP)
+	$(VPY) $(PYTEST) $(PYTEST_ARGS)
+
+# One virtualenv per Python version (.venv-3.10, ...).  A version whose
+# interpreter cannot be found is skipped with a notice, except under CI=true,
+# where it counts as a failure.  All versions are tried; the target fails at
+# the end if any of them failed.
+test-all:
+	@failed=(); skipped=(); passed=(); \
+	case "$${CI:-}" in ""|0|false|False|FALSE|no) in_ci=0 ;; *) in_ci=1 ;; esac; \
+	for v in $(PYTHON_VERSIONS); do \
+	    echo; echo "======== Python $$v ========"; \
+	    if ! py=$$(bash .ci/find-python "$$v"); then \
+	        if [ "$$in_ci" = 1 ]; then \
+	            echo "ERROR: no Python $$v interpreter found (CI=$$CI)"; failed+=("$$v(missing)"); \
+	        else \
+	            echo "SKIP: no Python $$v interpreter found"; skipped+=("$$v"); \
+	        fi; \
+	        continue; \
+	    fi; \
+	    venv=.venv-$$v; stamp=$$venv/.installed; \
+	    echo "==> using $$py"; \
+	    if [ ! -f "$$stamp" ] || [ pyproject.toml -nt "$$stamp" ] || ! "$$venv/bin/python" -c '' 2>/dev/null; then \
+	        echo "==> setting up $$venv"; \
+	        if ! { "$$py" -m venv "$$venv" \
+	               && "$$venv/bin/python" -m pip install $(PIP_FLAGS) --upgrade pip \
+	               && "$$venv/bin/python" -m pip install $(PIP_FLAGS) -e '.[test]' \
+	               && touch "$$stamp"; }; then \
+	            echo "ERROR: installing into $$venv failed"; failed+=("$$v(install)"); continue; \
+	        fi; \
+	    fi; \
+	    if "$$venv/bin/python" $(PYTEST) $(PYTEST_ARGS); then \
+	        passed+=("$$v"); \
+	    else \
+	        echo "ERROR: tests failed on Python $$v (exit $$?)"; failed+=("$$v"); \
+	    fi; \
+	done; \
+	echo; echo "======== test-all summary ========"; \
+	echo "passed:  $${passed[*]:-none}"; \
+	echo "skipped: $${skipped[*]:-none}"; \
+	echo "failed:  $${failed[*]:-none}"; \
+	[ $${#failed[@]} -eq 0 ]
+
+# ---------------------------------------------------------------- other tools
+
+demo: $(STAMP)
+	$(VPY) examples/demo.py
+
+bench: $(STAMP)
+	$(VPY) -m benchmarks
+
+docs: $(DOCS_STAMP)
+	$(VPY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "==> docs built in docs/_build/html/index.html"
+
+lint: $(STAMP)
+	@paths=""; for p in $(LINT_PATHS); do [ -e "$$p" ] && paths="$$paths $$p"; done; \
+	if [ -z "$$paths" ]; then echo "nothing to lint"; exit 0; fi; \
+	status=0; \
+	echo "==> ruff check$$paths"; $(VENV)/bin/ruff check $$paths || status=1; \
+	echo "==> ruff format --check$$paths"; $(VENV)/bin/ruff format --check $$paths || status=1; \
+	exit $$status
+
+# Not required by anything; rewrites files in place.
+format: $(STAMP)
+	@paths=""; for p in $(LINT_PATHS); do [ -e "$$p" ] && paths="$$paths $$p"; done; \
+	$(VENV)/bin/ruff check --fix $$paths; $(VENV)/bin/ruff format $$paths
+
+clean:
+	rm -rf $(VENV) .venv-3.* build dist docs/_build .pytest_cache .hypothesis .ruff_cache
+	find . -name '*.egg-info' -prune -exec rm -rf {} +
+	find . -name __pycache__ -prune -exec rm -rf {} +

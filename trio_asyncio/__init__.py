@@ -1,0 +1,51 @@
+"""trio-asyncio: a complete asyncio event loop that runs on top of Trio.
+
+Layers, each importing only from those below it (docs/design.rst):
+
+1. ``_compat`` (private details of asyncio/Trio) and ``_core`` (scheduling,
+   timers, tasks, errors, executors, async generators);
+2. ``_io`` (fd watching, sockets, transports, TLS, pipes, subprocesses, signals);
+3. the drivers: ``_loop_base`` (shared, with the Trio bridge),
+   ``_async_loop`` (Trio-hosted: ``open_loop``) and ``_sync_loop``;
+4. ``_adapters`` (``aio_as_trio``, ``trio_as_aio`` and friends);
+5. this facade, which only re-exports.
+"""
+
+from ._adapters import (
+    aio_as_trio as aio_as_trio,
+)
+from ._adapters import (
+    allow_asyncio as allow_asyncio,
+)
+from ._adapters import (
+    asyncio_as_trio as asyncio_as_trio,
+)
+from ._adapters import (
+    run_aio_coroutine as run_aio_coroutine,
+)
+from ._adapters import (
+    run_aio_future as run_aio_future,
+)
+from ._adapters import (
+    run_aio_generator as run_aio_generator,
+)
+from ._adapters import (
+    run_trio as run_trio,
+)
+from ._adapters import (
+    run_trio_task as run_trio_task,
+)
+from ._adapters import (
+    trio_as_aio as trio_as_aio,
+)
+from ._adapters import (
+    trio_as_asyncio as trio_as_asyncio,
+)
+from ._async_loop import TrioEventLoop as TrioEventLoop
+from ._async_loop import open_loop as open_loop
+from ._async_loop import run as run
+from ._core._current import current_loop as current_loop
+from ._core._executors import TrioExecutor as TrioExecutor
+from ._deprecation import TrioAsyncioDeprecationWarning as TrioAsyncioDeprecationWarning
+from ._loop_base import BaseTrioEventLoop as BaseTrioEventLoop
+from ._version import __version__ as __version__

@@ -1,0 +1,304 @@
+"""Cross-calls: ``aio_as_trio`` (asyncio seen from Trio) and ``trio_as_aio`` (the reverse).
+
+Layer 4. Each wrapper accepts a callable (so it works as a decorator,
+including on methods), or an awaitable, future, async iterator or async
+context manager, and makes it usable from the other side. Exceptions,
+cancellation and contextvars cross as described in ``BaseTrioEventLoop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from . import _compat
+from ._core._current import current_loop, get_current_loop
+from ._loop_base import BaseTrioEventLoop
+
+T = TypeVar("T")
+
+
+def _trio_side_loop(loop: BaseTrioEventLoop | None) -> BaseTrioEventLoop:
+    if loop is not None:
+        return loop
+    return get_current_loop()  # type: ignore[no-any-return]
+
+
+def _asyncio_side_loop(loop: BaseTrioEventLoop | None) -> BaseTrioEventLoop:
+    if loop is not None:
+        return loop
+    running = _compat.get_running_loop_or_none()
+    if isinstance(running, BaseTrioEventLoop):
+        return running
+    if running is None:
+        found = current_loop.get()
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        raise RuntimeError(
+            "trio_as_aio() must be used from asyncio code running on a trio-asyncio loop"
+        )
+    raise RuntimeError(
+        f"trio_as_aio() needs a trio-asyncio loop, but the running loop is {running!r}. "
+        "Use trio_asyncio.open_loop(), trio_asyncio.run() or "
+        "trio_asyncio.new_event_loop()."
+    )
+
+
+class AsyncioAsTrio(Generic[T]):
+    """asyncio code, made awaitable (and iterable, and enterable) from Trio.
+
+    Made by :func:`aio_as_trio`.
+    """
+
+    __slots__ = ("_is_coro_function", "_iterator", "_loop", "_proc")
+
+    def __init__(self, proc: Any, loop: BaseTrioEventLoop | None = None) -> None:
+        self._proc = proc
+        self._loop = loop
+        self._iterator: Any = None
+        self._is_coro_function = inspect.iscoroutinefunction(proc)
+
+    def __repr__(self) -> str:
+        return f"<aio_as_trio {self._proc!r}>"
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        # Decorating a method: bind it like a function would be bound.
+        if instance is None:
+            return self
+        return AsyncioAsTrio(types.MethodType(self._proc, instance), self._loop)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        loop = _trio_side_loop(self._loop)
+        if self._is_coro_function:
+            # Calling only builds the coroutine; nothing runs yet.
+            return loop.run_aio_coroutine(self._proc(*args, **kwargs))
+        saved = loop._enter_asyncio()
+        try:
+            result = self._proc(*args, **kwargs)
+        finally:
+            loop._leave_asyncio(saved)
+        if asyncio.iscoroutine(result):
+            return loop.run_aio_coroutine(result)
+        return AsyncioAsTrio(result, loop)
+
+    def __await__(self) -> Any:
+        loop = _trio_side_loop(self._loop)
+        return loop.run_aio_future(self._proc).__await__()
+
+    async def __aenter__(self) -> Any:
+        loop = _trio_side_loop(self._loop)
+        return await loop.run_aio_coroutine(_call_in(loop, self._proc.__aenter__))
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        loop = _trio_side_loop(self._loop)
+        return await loop.run_aio_coroutine(_call_in(loop, self._proc.__aexit__, *exc_info))
+
+    def __aiter__(self) -> AsyncioAsTrio[T]:
+        loop = _trio_side_loop(self._loop)
+        saved = loop._enter_asyncio()
+        try:
+            iterator = self._proc.__aiter__()
+        finally:
+            loop._leave_asyncio(saved)
+        wrapper: AsyncioAsTrio[T] = AsyncioAsTrio(self._proc, loop)
+        wrapper._iterator = iterator
+        return wrapper
+
+    async def __anext__(self) -> T:
+        loop = _trio_side_loop(self._loop)
+        iterator = self._iterator
+        if iterator is None:
+            raise TypeError("call aiter() on the wrapper before anext()")
+        return await loop.run_aio_coroutine(_next_item(iterator))  # type: ignore[no-any-return]
+
+
+async def _call_in(loop: BaseTrioEventLoop, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    return await fn(*args)
+
+
+async def _next_item(iterator: Any) -> Any:
+    return await iterator.__anext__()
+
+
+def aio_as_trio(proc: Any, *, loop: BaseTrioEventLoop | None = None) -> Any:
+    """Make asyncio code callable from Trio.
+
+    *proc* may be an asyncio coroutine function (``await aio_as_trio(fn)(*args)``;
+    also a decorator, on functions and methods), a coroutine, future or other
+    awaitable (``await aio_as_trio(fut)``), an async iterator
+    (``async for x in aio_as_trio(it)``) or an async context manager
+    (``async with aio_as_trio(cm) as v``). The asyncio side runs as tasks on
+    *loop*, by default the loop of the enclosing ``open_loop()``.
+    """
+    if isinstance(proc, AsyncioAsTrio):
+        return proc
+    return AsyncioAsTrio(proc, loop)
+
+
+asyncio_as_trio = aio_as_trio
+
+
+class TrioAsAsyncio(Generic[T]):
+    """Trio code, made awaitable (and iterable, and enterable) from asyncio.
+
+    Made by :func:`trio_as_aio`.
+    """
+
+    __slots__ = ("_iterator", "_loop", "_proc")
+
+    def __init__(self, proc: Any, loop: BaseTrioEventLoop | None = None) -> None:
+        self._proc = proc
+        self._loop = loop
+        self._iterator: Any = None
+
+    def __repr__(self) -> str:
+        return f"<trio_as_aio {self._proc!r}>"
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        return TrioAsAsyncio(types.MethodType(self._proc, instance), self._loop)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        loop = _asyncio_side_loop(self._loop)
+        proc = functools.partial(self._proc, **kwargs) if kwargs else self._proc
+        return loop.run_trio(proc, *args)
+
+    def __await__(self) -> Any:
+        loop = _asyncio_side_loop(self._loop)
+        return loop.run_trio(_await_it, self._proc).__await__()
+
+    async def __aenter__(self) -> Any:
+        loop = _asyncio_side_loop(self._loop)
+        return await loop.run_trio(self._proc.__aenter__)
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        loop = _asyncio_side_loop(self._loop)
+        return await loop.run_trio(self._proc.__aexit__, *exc_info)
+
+    def __aiter__(self) -> TrioAsAsyncio[T]:
+        wrapper: TrioAsAsyncio[T] = TrioAsAsyncio(self._proc, self._loop)
+        wrapper._iterator = self._proc.__aiter__()
+        return wrapper
+
+    async def __anext__(self) -> T:
+        loop = _asyncio_side_loop(self._loop)
+        if self._iterator is None:
+            raise TypeError("call aiter() on the wrapper before anext()")
+        return await loop.run_trio(self._iterator.__anext__)  # type: ignore[no-any-return]
+
+
+async def _await_it(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def trio_as_aio(proc: Any, *, loop: BaseTrioEventLoop | None = None) -> Any:
+    """Make Trio code callable from asyncio.
+
+    *proc* may be a Trio async function (``await trio_as_aio(fn)(*args)``;
+    also a decorator), a Trio awaitable, async iterator or async context
+    manager. Each call runs as a new Trio task of the loop; from asyncio it
+    is a future whose cancellation cancels the Trio task.
+    """
+    if isinstance(proc, TrioAsAsyncio):
+        return proc
+    return TrioAsAsyncio(proc, loop)
+
+
+trio_as_asyncio = trio_as_aio
+
+
+# ---- function-style entry points (trio-asyncio 0.16 names) ----------------
+
+
+async def run_aio_coroutine(coro: Awaitable[T], *, loop: BaseTrioEventLoop | None = None) -> T:
+    """Await an asyncio coroutine from Trio. Trio-flavoured."""
+    return await _trio_side_loop(loop).run_aio_coroutine(coro)  # type: ignore[no-any-return]
+
+
+async def run_aio_future(future: Awaitable[T], *, loop: BaseTrioEventLoop | None = None) -> T:
+    """Await an asyncio future from Trio; cancelling the caller cancels it. Trio-flavoured."""
+    return await _trio_side_loop(loop).run_aio_future(future)  # type: ignore[no-any-return]
+
+
+async def run_aio_generator(loop: BaseTrioEventLoop | None, async_generator: Any) -> Any:
+    """Iterate an asyncio async generator from Trio: ``async for x in run_aio_generator(loop, agen)``.
+
+    Trio-flavoured async generator.
+    """
+    loop = _trio_side_loop(loop)
+    iterator = AsyncioAsTrio(async_generator, loop).__aiter__()
+    while True:
+        try:
+            item = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        yield item
+
+
+def run_trio(proc: Callable[..., Awaitable[T]], *args: Any) -> asyncio.Future[T]:
+    """Start Trio code from asyncio (or sync code on the loop); return an asyncio future."""
+    return _asyncio_side_loop(None).run_trio(proc, *args)
+
+
+def run_trio_task(proc: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    """Start a Trio task from asyncio whose errors end the enclosing ``open_loop()``."""
+    _asyncio_side_loop(None).run_trio_task(proc, *args)
+
+
+async def allow_asyncio(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn(*args)`` in this Trio task, letting it await Trio *and* asyncio objects.
+
+    Trio-flavoured. An asyncio future that the coroutine awaits is waited
+    for through the current loop; everything else it yields goes to Trio.
+    """
+    loop = get_current_loop()
+    coro = fn(*args, **kwargs)
+    send: Any = None
+    throw: BaseException | None = None
+    while True:
+        saved = _compat.get_running_loop_or_none()
+        _compat.set_running_loop(loop)
+        try:
+            if throw is not None:
+                exc, throw = throw, None
+                yielded = coro.throw(exc)
+            else:
+                yielded = coro.send(send)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            _compat.set_running_loop(saved)
+        try:
+            if isinstance(yielded, asyncio.Future):
+                send = await loop.run_aio_future(yielded)
+            else:
+                send = await _yield_to_trio(yielded)
+        except BaseException as exc:
+            throw = exc
+            send = None
+
+
+@types.coroutine
+def _yield_to_trio(message: Any) -> Any:
+    return (yield message)
+
+
+__all__ = [
+    "AsyncioAsTrio",
+    "TrioAsAsyncio",
+    "aio_as_trio",
+    "allow_asyncio",
+    "asyncio_as_trio",
+    "run_aio_coroutine",
+    "run_aio_future",
+    "run_aio_generator",
+    "run_trio",
+    "run_trio_task",
+    "trio_as_aio",
+    "trio_as_asyncio",
+]

@@ -1,0 +1,417 @@
+"""The Trio-hosted driver: ``TrioEventLoop``, ``open_loop()`` and ``run()``.
+
+The scheduler is one Trio task. Each iteration it polls the loop's selector
+without blocking (when fds are registered), moves due timers to the ready
+queue and runs one batch of callbacks, as the stdlib loop does. It yields to
+Trio at most once per ``_BUDGET`` seconds of continuous work, not once per
+callback or per batch, and when there is nothing to do it *parks*:
+
+* with no fds registered: ``wait_task_rescheduled``, woken by a direct
+  ``reschedule`` from ``call_soon`` (the cheapest wake-up Trio has);
+* with fds registered: ``wait_readable`` on the selector's own fd, woken by
+  I/O or by a byte on the self-pipe.
+
+Timers wake it through the deadline of one long-lived cancel scope whose
+deadline is moved, never through a new scope per wait. See docs/design.rst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from time import perf_counter
+from typing import Any
+
+import outcome
+import trio
+
+from . import _compat
+from ._core._current import current_loop
+from ._loop_base import BaseTrioEventLoop
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+# Longest stretch of callbacks run without letting other Trio tasks in.
+_BUDGET = 0.0005
+
+_reschedule = trio.lowlevel.reschedule
+_Abort = trio.lowlevel.Abort
+_get_running_loop = _compat.get_running_loop_or_none
+_set_running_loop = _compat.set_running_loop
+_sniffio = _compat.sniffio_state
+_hide_trio_task = _compat.hide_trio_task
+_restore_trio_task = _compat.restore_trio_task
+
+
+class TrioEventLoop(BaseTrioEventLoop):
+    """An asyncio event loop whose callbacks run as Trio work under ``open_loop()``.
+
+    Don't create it directly: use :func:`open_loop` (or :func:`run`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._scheduler_task: trio.lowlevel.Task | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._trio_nursery: trio.Nursery | None = None
+        self._park_scope: trio.CancelScope | None = None
+        self._parked = False  # in wait_task_rescheduled: wake by reschedule
+        self._io_parked = False  # in wait_readable(selector): wake by self-pipe
+        self._running = False
+        self._closing = False
+        self._stopped = trio.Event()
+        self._resume: trio.Event | None = None
+        self._trio_tasks_closing = trio.Event()
+        self._trio_tasks_closed = trio.Event()
+        self._body_scope: trio.CancelScope | None = None
+        self._fatal_errors: list[BaseException] = []
+
+    # ---- state ------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def run_forever(self) -> None:
+        raise RuntimeError(
+            "This event loop is already running: it is driven by Trio inside "
+            "'async with trio_asyncio.open_loop()'. Await asyncio code from Trio "
+            "with trio_asyncio.aio_as_trio() instead of run_forever()."
+        )
+
+    def run_until_complete(self, future: Awaitable[Any]) -> Any:
+        if asyncio.iscoroutine(future):
+            future.close()
+        raise RuntimeError(
+            "This event loop is already running: it is driven by Trio inside "
+            "'async with trio_asyncio.open_loop()'. Use "
+            "'await trio_asyncio.aio_as_trio(fn)(*args)' instead of run_until_complete()."
+        )
+
+    def close(self) -> None:
+        if self._running or (self._scheduler_task is not None and not self._closed):
+            raise RuntimeError(
+                "Cannot close a running event loop: leave the 'async with open_loop()' block."
+            )
+        self._close_now()
+
+    async def wait_stopped(self) -> None:
+        """Wait until the loop has stopped (after :meth:`stop`). Trio-flavoured."""
+        await self._stopped.wait()
+
+    # ---- waking the scheduler ---------------------------------------------
+
+    def _wake(self) -> None:
+        if self._parked:
+            self._parked = False
+            _reschedule(self._scheduler_task)  # type: ignore[arg-type]
+        elif self._io_parked:
+            self._io_parked = False
+            self._write_to_self()
+
+    def _wake_threadsafe(self) -> None:
+        token = self._token
+        if token is not None:
+            try:
+                token.run_sync_soon(self._wake)
+            except trio.RunFinishedError:
+                pass
+
+    def _timer_moved_earlier(self) -> None:
+        scope = self._park_scope
+        if scope is None or not (self._parked or self._io_parked):
+            return
+        deadline = trio.current_time() + (self._timers[0]._when - self._clock())
+        if deadline < scope.deadline:
+            scope.deadline = deadline
+
+    def _abort_park(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._parked = False
+        return _Abort.SUCCEEDED
+
+    # ---- Trio side --------------------------------------------------------
+
+    def _spawn_trio(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        nursery = self._trio_nursery
+        if nursery is None or self._trio_tasks_closing.is_set():
+            raise RuntimeError("This trio-asyncio loop is closing: it cannot start Trio tasks")
+        if threading.get_ident() != self._thread_id:
+            self._token.run_sync_soon(nursery.start_soon, async_fn, *args)  # type: ignore[union-attr]
+        else:
+            nursery.start_soon(async_fn, *args)
+
+    def _reschedule_trio(
+        self, task: trio.lowlevel.Task, value: outcome.Outcome[Any] | None = None
+    ) -> None:
+        if value is None:
+            _reschedule(task)
+        else:
+            _reschedule(task, value)
+
+    def _unhandled_error(self, context: dict[str, Any]) -> None:
+        # Async-mode policy: an exception nobody handled surfaces in the
+        # open_loop() block, as Trio users expect; a report without one is
+        # only logged.
+        exc = context.get("exception")
+        if isinstance(exc, BaseException) and not self._closed:
+            message = context.get("message")
+            if message and sys.version_info >= (3, 11):
+                exc.add_note(f"trio-asyncio: {message}")
+            self._report_fatal(exc)
+        else:
+            self.default_exception_handler(context)
+
+    def _report_fatal(self, exc: BaseException) -> None:
+        self._fatal_errors.append(exc)
+        token = self._token
+        if token is not None:
+            try:
+                token.run_sync_soon(self._cancel_body)
+            except trio.RunFinishedError:
+                pass
+
+    def _cancel_body(self) -> None:
+        if self._body_scope is not None:
+            self._body_scope.cancel()
+
+    # ---- the scheduler task ----------------------------------------------
+
+    async def _run_scheduler(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self._scheduler_task = trio.lowlevel.current_task()
+        self._token = trio.lowlevel.current_trio_token()
+        if not _compat.clock_is_default(trio.lowlevel.current_clock()):
+            self._clock = trio.current_time
+        self._thread_id = threading.get_ident()
+        self._install_asyncgen_hooks()
+        task_status.started()
+        while True:
+            self._running = True
+            try:
+                await self._schedule_until_stopped()
+            finally:
+                self._running = False
+                self._stopping = False
+            self._stopped.set()
+            if self._closing:
+                return
+            self._resume = trio.Event()
+            await self._resume.wait()
+            self._stopped = trio.Event()
+
+    async def _schedule_until_stopped(self) -> None:
+        while not self._stopping:
+            try:
+                with trio.CancelScope() as scope:
+                    self._park_scope = scope
+                    await self._schedule(scope)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                self._report_fatal(exc)
+            finally:
+                self._park_scope = None
+
+    async def _schedule(self, scope: trio.CancelScope) -> None:
+        # Between awaits this task is "in asyncio": running loop, sniffio and
+        # Trio's current task are switched once here, not per callback.
+        loop = self
+        ready = self._ready
+        saved = (_get_running_loop(), _sniffio.name, _hide_trio_task())
+        _set_running_loop(self)
+        _sniffio.name = "asyncio"
+        try:
+            budget_end = perf_counter() + _BUDGET
+            while not self._stopping:
+                wait = self._next_wait()
+                if wait == 0:
+                    if perf_counter() > budget_end:
+                        _set_running_loop(saved[0])
+                        _sniffio.name = saved[1]
+                        _restore_trio_task(saved[2])
+                        try:
+                            await trio.lowlevel.checkpoint()
+                        finally:
+                            saved = (_get_running_loop(), _sniffio.name, _hide_trio_task())
+                            _set_running_loop(loop)
+                            _sniffio.name = "asyncio"
+                        budget_end = perf_counter() + _BUDGET
+                else:
+                    _set_running_loop(saved[0])
+                    _sniffio.name = saved[1]
+                    _restore_trio_task(saved[2])
+                    try:
+                        await self._park(scope, wait)
+                    finally:
+                        saved = (_get_running_loop(), _sniffio.name, _hide_trio_task())
+                        _set_running_loop(loop)
+                        _sniffio.name = "asyncio"
+                    budget_end = perf_counter() + _BUDGET
+                if self._fd_count:
+                    self._process_fd_events(self._selector.select(0))
+                if self._timers:
+                    self._collect_due_timers()
+                if ready:
+                    self._run_ready()
+        finally:
+            _set_running_loop(saved[0])
+            _sniffio.name = saved[1]
+            _restore_trio_task(saved[2])
+
+    async def _park(self, scope: trio.CancelScope, wait: float | None) -> None:
+        if wait is not None:
+            scope.deadline = trio.current_time() + wait
+        self._may_park = True
+        try:
+            if self._ready or self._stopping:
+                return  # a threadsafe call_soon raced us
+            if self._fd_count:
+                self._io_parked = True
+                await trio.lowlevel.wait_readable(self._selector.fileno())
+            else:
+                self._parked = True
+                await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+        finally:
+            self._may_park = self._parked = self._io_parked = False
+            if wait is not None:
+                scope.deadline = math.inf
+
+    async def _host_trio_tasks(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the nursery of Trio tasks started from asyncio, until shutdown."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._trio_nursery = nursery
+                task_status.started()
+                await self._trio_tasks_closing.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._trio_tasks_closed.set()
+
+    # ---- shutdown ---------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        """Like the end of ``asyncio.run()``; runs shielded when open_loop exits."""
+        if not self._running and self._resume is not None:
+            self._resume.set()
+        await self._cancel_all_tasks()
+        self._trio_tasks_closing.set()
+        await self._trio_tasks_closed.wait()
+        await self._cancel_all_tasks()
+        try:
+            await self.run_aio_coroutine(self.shutdown_asyncgens())
+            await self.run_aio_coroutine(self.shutdown_default_executor())
+        finally:
+            self._closing = True
+            self.stop()
+            await self._stopped.wait()
+            self._close_now()
+
+    async def _cancel_all_tasks(self) -> None:
+        for _ in range(10):
+            pending = [task for task in asyncio.all_tasks(self) if not task.done()]
+            if not pending:
+                return
+            saved = self._enter_asyncio()
+            try:
+                for task in pending:
+                    task.cancel()
+                gathered = asyncio.gather(*pending, return_exceptions=True)
+            finally:
+                self._leave_asyncio(saved)
+            await self.run_aio_future(gathered)
+            for task in pending:
+                if task.cancelled():
+                    continue
+                exc = task.exception()
+                if exc is not None:
+                    self.call_exception_handler(
+                        {
+                            "message": "unhandled exception during loop shutdown",
+                            "exception": exc,
+                            "task": task,
+                        }
+                    )
+
+    def _close_now(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.clear()
+        self._timers.clear()
+        self._abandon_trio_waits()
+        self._close_autoclose_fds()
+        if self._token is not None:
+            try:
+                trio.lowlevel.notify_closing(self._selector.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
+        self._close_selector()
+        self._shutdown_default_executor_now()
+        self._uninstall_asyncgen_hooks()
+        self._thread_id = None
+
+    def _take_fatal_errors(self) -> BaseException | None:
+        errors, self._fatal_errors = self._fatal_errors, []
+        if not errors:
+            return None
+        if len(errors) == 1:
+            return errors[0]
+        return BaseExceptionGroup("errors in trio-asyncio loop", errors)
+
+
+@asynccontextmanager
+async def open_loop(queue_len: int | None = None) -> AsyncIterator[TrioEventLoop]:
+    """Run an asyncio event loop for the duration of the block. Trio-flavoured.
+
+    Inside, asyncio code runs on the returned loop; call it from Trio with
+    :func:`aio_as_trio`. Leaving the block (normally, by an error or by
+    cancellation) cancels and awaits the loop's remaining asyncio tasks and
+    the Trio tasks they started, finalizes async generators, shuts down the
+    default executor and closes the loop. An exception that escaped an
+    asyncio callback or task and that no exception handler took is raised
+    here. *queue_len* is accepted for compatibility and ignored.
+    """
+    loop = TrioEventLoop()
+    token = current_loop.set(loop)
+    unwrapped: BaseException | None = None
+    try:
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(loop._run_scheduler)
+                await nursery.start(loop._host_trio_tasks)
+                try:
+                    with trio.CancelScope() as body_scope:
+                        loop._body_scope = body_scope
+                        yield loop
+                finally:
+                    loop._body_scope = None
+                    with trio.CancelScope(shield=True):
+                        await loop._shutdown()
+                    fatal = loop._take_fatal_errors()
+                    if fatal is not None:
+                        raise fatal
+        except BaseExceptionGroup as group:
+            # Our own tasks never fail, so a group holds the one error of the
+            # block: give it back unwrapped, as a context manager should.
+            if len(group.exceptions) != 1:
+                raise
+            unwrapped = group.exceptions[0]
+        if unwrapped is not None:
+            try:
+                raise unwrapped
+            finally:
+                unwrapped = None
+    finally:
+        current_loop.reset(token)
+        loop._close_now()
+
+
+def run(proc: Callable[..., Awaitable[Any]], *args: Any, queue_len: int | None = None) -> Any:
+    """Like :func:`trio.run`, with an asyncio loop open around ``proc(*args)``."""
+
+    async def main() -> Any:
+        async with open_loop(queue_len=queue_len):
+            return await proc(*args)
+
+    return trio.run(main)

@@ -1,0 +1,102 @@
+"""Every private detail of asyncio, Trio and sniffio that trio-asyncio relies on.
+
+Nothing else in the package touches a private name of those libraries; if a
+new Python or Trio release moves one of these, this is the one module to
+change, and ``tests/test_compat.py`` checks each item on every supported
+Python.
+
+What we rely on, and why:
+
+* ``asyncio.events._set_running_loop`` / ``_get_running_loop``: exported in
+  ``asyncio.events.__all__`` for event-loop implementors; it is how
+  ``asyncio.get_running_loop()`` (including references imported before us)
+  finds our loop while a callback batch runs.
+* ``Handle._run()``: runs a handle's callback in its context and routes an
+  exception to ``loop.call_exception_handler``; every loop calls it.
+* ``Handle._cancelled`` and ``TimerHandle._when``: read on the hot path
+  instead of the public methods, to save a call per callback.
+* ``TimerHandle.cancel()`` calls ``loop._timer_handle_cancelled(handle)``; our
+  loop implements that method so cancelled timers are counted and compacted.
+  ``TimerHandle._scheduled`` is kept true while a timer is in our heap, as the
+  stdlib loop does, because the handle's ``cancel`` reads it through us.
+* ``Handle._source_traceback``: set in debug mode; trimmed so it points at the
+  caller rather than at our loop.
+* Trio's default clock class: ``loop.time()`` follows Trio's clock only when a
+  test installed a non-default one (such as ``MockClock``).
+* ``trio._core._run.GLOBAL_RUN_CONTEXT.task``: while a Trio-hosted loop runs
+  a batch of asyncio callbacks, Trio's "current task" is replaced by a
+  sentinel, so Trio code awaited from asyncio without ``trio_as_aio`` fails at
+  once with an error that says so, instead of silently running in (and
+  corrupting the cancel scopes of) the loop's own Trio task.
+* ``sniffio.thread_local``: public in sniffio, listed here for completeness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events as _events
+
+import sniffio
+import trio
+from trio._core import _run as _trio_run
+
+set_running_loop = _events._set_running_loop
+get_running_loop_or_none = _events._get_running_loop
+sniffio_state = sniffio.thread_local
+
+
+def clock_is_default(clock: trio.abc.Clock) -> bool:
+    """Whether *clock* is Trio's own real-time clock (not MockClock or a custom one)."""
+    cls = type(clock)
+    return cls.__name__ == "SystemClock" and cls.__module__.startswith("trio.")
+
+
+def trim_source_traceback(obj: object) -> None:
+    """Drop our own frame from a debug-mode source traceback."""
+    tb = getattr(obj, "_source_traceback", None)
+    if tb:
+        del tb[-1]
+
+
+def handle_parts(handle: asyncio.Handle) -> tuple[object, tuple, object]:
+    """The callback, arguments and context of a handle (for diagnostics)."""
+    return handle._callback, handle._args, handle._context
+
+
+_run_context = _trio_run.GLOBAL_RUN_CONTEXT
+
+TRIO_FROM_ASYNCIO = (
+    "Trio code was called from asyncio code (a callback or task of a trio-asyncio "
+    "loop) without an adapter. Wrap the Trio function with "
+    "trio_asyncio.trio_as_aio(fn)(*args), or use loop.run_trio(fn, *args)."
+)
+
+
+class _NotATrioTask:
+    """Stands in for Trio's current task while asyncio callbacks run."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(TRIO_FROM_ASYNCIO)
+
+    def __repr__(self) -> str:
+        return "<asyncio context: no Trio task>"
+
+
+_NOT_A_TRIO_TASK = _NotATrioTask()
+
+
+def hide_trio_task() -> object:
+    """Replace Trio's current task by a sentinel; return what to restore."""
+    ctx = _run_context
+    task = ctx.__dict__.get("task")
+    ctx.task = _NOT_A_TRIO_TASK
+    return task
+
+
+def restore_trio_task(task: object) -> None:
+    if task is None:
+        _run_context.__dict__.pop("task", None)
+    else:
+        _run_context.task = task

@@ -1,0 +1,216 @@
+"""``add_reader`` / ``add_writer``: the loop's own OS selector.
+
+The loop owns one :mod:`selectors` selector (epoll on Linux). Registering a
+callback is one ``epoll_ctl``; the driver waits for the selector's *own* fd
+to become readable (through Trio when async, directly when sync), then polls
+it without blocking, so one wake-up dispatches every ready fd in one batch.
+See ``docs/design.rst``, "Waiting for I/O".
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+from asyncio import Handle
+from collections.abc import Callable
+from typing import Any
+
+from .. import _compat
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+def fileobj_to_fd(fileobj: Any) -> int:
+    """The fd of an int or of an object with ``fileno()``; ValueError when invalid."""
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+class FdWatchingMixin:
+    """Selector ownership, reader/writer callbacks and the self-pipe."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        # Number of fds registered by users (the self-pipe is not counted):
+        # when 0, drivers skip polling the selector altogether.
+        self._fd_count = 0
+        self._self_reader: socket.socket | None = None
+        self._self_writer: socket.socket | None = None
+        self._self_pipe_armed = False
+
+    # ---- self-pipe: wakes a driver that sleeps on the selector ------------
+
+    def _make_self_pipe(self) -> None:
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        self._self_reader, self._self_writer = reader, writer
+        self._selector.register(reader.fileno(), _READ, None)
+
+    def _write_to_self(self) -> None:
+        """Make the selector readable (thread- and signal-safe)."""
+        writer = self._self_writer
+        if writer is None:
+            self._make_self_pipe()
+            writer = self._self_writer
+        if self._self_pipe_armed:
+            return
+        self._self_pipe_armed = True
+        try:
+            writer.send(b"\0")  # type: ignore[union-attr]
+        except OSError:
+            pass  # full: the selector is readable anyway
+
+    def _drain_self_pipe(self) -> None:
+        self._self_pipe_armed = False
+        try:
+            while self._self_reader.recv(4096):  # type: ignore[union-attr]
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _close_self_pipe(self) -> None:
+        if self._self_reader is not None:
+            self._selector.unregister(self._self_reader.fileno())
+            self._self_reader.close()
+            self._self_writer.close()  # type: ignore[union-attr]
+            self._self_reader = self._self_writer = None
+
+    # ---- dispatch -----------------------------------------------------------
+
+    def _process_fd_events(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
+        """Queue the callbacks of every fd the selector reported ready."""
+        ready = self._ready  # type: ignore[attr-defined]
+        for key, mask in events:
+            data = key.data
+            if data is None:
+                self._drain_self_pipe()
+                continue
+            reader, writer = data
+            if mask & _READ and reader is not None:
+                if reader._cancelled:
+                    self._remove_reader(key.fd)
+                else:
+                    ready.append(reader)
+            if mask & _WRITE and writer is not None:
+                if writer._cancelled:
+                    self._remove_writer(key.fd)
+                else:
+                    ready.append(writer)
+
+    # ---- public API -----------------------------------------------------------
+
+    def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever *fd* is readable."""
+        self._check_closed()  # type: ignore[attr-defined]
+        self._check_thread()  # type: ignore[attr-defined]
+        self._check_callback(callback, "add_reader")  # type: ignore[attr-defined]
+        self._add_reader(fd, callback, *args)
+
+    def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` whenever *fd* is writable."""
+        self._check_closed()  # type: ignore[attr-defined]
+        self._check_thread()  # type: ignore[attr-defined]
+        self._check_callback(callback, "add_writer")  # type: ignore[attr-defined]
+        self._add_writer(fd, callback, *args)
+
+    def remove_reader(self, fd: Any) -> bool:
+        """Stop watching *fd* for reading; True if it was watched."""
+        if self.is_closed():  # type: ignore[attr-defined]
+            return False
+        self._check_thread()  # type: ignore[attr-defined]
+        return self._remove_reader(fd)
+
+    def remove_writer(self, fd: Any) -> bool:
+        """Stop watching *fd* for writing; True if it was watched."""
+        if self.is_closed():  # type: ignore[attr-defined]
+            return False
+        self._check_thread()  # type: ignore[attr-defined]
+        return self._remove_writer(fd)
+
+    # ---- unchecked versions, used by transports -------------------------------
+
+    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+        handle = Handle(callback, args, self, None)
+        self._register(fileobj_to_fd(fd), _READ, handle)
+        return handle
+
+    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+        handle = Handle(callback, args, self, None)
+        self._register(fileobj_to_fd(fd), _WRITE, handle)
+        return handle
+
+    def _register(self, fd: int, event: int, handle: Handle) -> None:
+        selector = self._selector
+        try:
+            key = selector.get_key(fd)
+        except KeyError:
+            data = (handle, None) if event == _READ else (None, handle)
+            selector.register(fd, event, data)
+            self._fd_count += 1
+            self._fd_registered()
+            return
+        reader, writer = key.data
+        if event == _READ:
+            old, reader = reader, handle
+        else:
+            old, writer = writer, handle
+        selector.modify(fd, key.events | event, (reader, writer))
+        if old is not None:
+            old.cancel()
+
+    def _unregister(self, fd: Any, event: int) -> bool:
+        fd = fileobj_to_fd(fd)
+        selector = self._selector
+        try:
+            key = selector.get_key(fd)
+        except KeyError:
+            return False
+        if key.data is None:  # the self-pipe is not the user's to remove
+            return False
+        reader, writer = key.data
+        if event == _READ:
+            old, reader = reader, None
+        else:
+            old, writer = writer, None
+        remaining = key.events & ~event
+        if remaining:
+            selector.modify(fd, remaining, (reader, writer))
+        else:
+            selector.unregister(fd)
+            self._fd_count -= 1
+        if old is None:
+            return False
+        old.cancel()
+        return True
+
+    def _remove_reader(self, fd: Any) -> bool:
+        return self._unregister(fd, _READ)
+
+    def _remove_writer(self, fd: Any) -> bool:
+        return self._unregister(fd, _WRITE)
+
+    def _fd_registered(self) -> None:
+        """A first fd was registered; drivers may need to start watching I/O."""
+
+    def _close_selector(self) -> None:
+        for key in list(self._selector.get_map().values()):
+            if key.data is not None:
+                for handle in key.data:
+                    if handle is not None:
+                        handle.cancel()
+        self._close_self_pipe()
+        self._selector.close()
+        self._fd_count = 0
+
+
+__all__ = ["FdWatchingMixin", "fileobj_to_fd", "_compat"]

@@ -1,0 +1,233 @@
+"""``BaseTrioEventLoop``: everything both drivers share, including the Trio bridge.
+
+Layer 3 (with the drivers). It composes the loop core (layer 1) with the I/O
+mixins (layer 2) and adds the primitives the adapters build on:
+
+* entering and leaving "asyncio context" (running loop, sniffio),
+* waiting from a Trio task for an asyncio future (:meth:`run_aio_future`),
+* starting a Trio task from asyncio (:meth:`run_trio`).
+
+How Trio tasks are spawned and woken differs between a Trio-hosted loop and a
+sync loop (Trio as a guest), so drivers implement :meth:`_spawn_trio` and
+:meth:`_reschedule_trio`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import outcome
+import trio
+
+from . import _compat
+from ._core._base_loop import CoreEventLoop
+from ._core._current import current_loop
+from ._io._fd_watching import FdWatchingMixin, fileobj_to_fd
+from ._trio_tasks import TrioTaskFuture, run_into_future
+
+_set_running_loop = _compat.set_running_loop
+_get_running_loop = _compat.get_running_loop_or_none
+_sniffio = _compat.sniffio_state
+
+
+class BaseTrioEventLoop(FdWatchingMixin, CoreEventLoop):
+    """An asyncio event loop that cooperates with Trio (base of both drivers)."""
+
+    def __init__(self) -> None:
+        CoreEventLoop.__init__(self)
+        FdWatchingMixin.__init__(self)
+        self._autoclose_fds: set[int] = set()
+        # asyncio future -> the Trio task waiting for it; whoever pops the
+        # entry (the future's done callback, or close()) wakes the task.
+        self._trio_waits: dict[asyncio.Future[Any], trio.lowlevel.Task] = {}
+        self._trio_tasks: set[TrioTaskFuture] = set()
+
+    # ---- asyncio context ----------------------------------------------------
+
+    def _enter_asyncio(self) -> tuple[Any, Any]:
+        """Make asyncio (and sniffio) see this loop as running; return what to restore."""
+        saved = (_get_running_loop(), _sniffio.name)
+        _set_running_loop(self)
+        _sniffio.name = "asyncio"
+        return saved
+
+    @staticmethod
+    def _leave_asyncio(saved: tuple[Any, Any]) -> None:
+        _set_running_loop(saved[0])
+        _sniffio.name = saved[1]
+
+    def _create_task_from_trio(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        saved = self._enter_asyncio()
+        try:
+            return asyncio.ensure_future(coro, loop=self)
+        finally:
+            self._leave_asyncio(saved)
+
+    # ---- driver hooks -------------------------------------------------------
+
+    def _spawn_trio(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        raise NotImplementedError
+
+    def _reschedule_trio(
+        self, task: trio.lowlevel.Task, value: outcome.Outcome[Any] | None = None
+    ) -> None:
+        """Resume a Trio task parked in ``wait_task_rescheduled`` (``None``: with no value)."""
+        raise NotImplementedError
+
+    def _report_fatal(self, exc: BaseException) -> None:
+        """An error that must end the loop's owner (KeyboardInterrupt, say)."""
+        raise NotImplementedError
+
+    # ---- Trio waits for asyncio ---------------------------------------------
+
+    async def run_aio_future(self, future: Awaitable[Any]) -> Any:
+        """Wait for an asyncio future (or coroutine) and return its result. Trio-flavoured.
+
+        Cancelling the Trio caller cancels the future and waits for it to
+        finish; if it then ends cancelled, the caller sees :exc:`trio.Cancelled`.
+        A future cancelled from the asyncio side raises
+        :exc:`asyncio.CancelledError` unchanged.
+        """
+        if not isinstance(future, asyncio.Future):
+            future = self._create_task_from_trio(future)  # type: ignore[arg-type]
+        if future.done():
+            await trio.lowlevel.checkpoint()
+            return future.result()
+        task = trio.lowlevel.current_task()
+        raise_cancel = None
+        waits = self._trio_waits
+
+        def done(_: object) -> None:
+            if waits.pop(future, None) is not None:
+                self._reschedule_trio(task)
+
+        def abort(raise_cancel_: Callable[[], Any]) -> trio.lowlevel.Abort:
+            nonlocal raise_cancel
+            raise_cancel = raise_cancel_
+            if self._closed:
+                future.remove_done_callback(done)
+                return trio.lowlevel.Abort.SUCCEEDED
+            saved = self._enter_asyncio()
+            try:
+                future.cancel()
+            finally:
+                self._leave_asyncio(saved)
+            return trio.lowlevel.Abort.FAILED
+
+        future.add_done_callback(done)
+        waits[future] = task
+        try:
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        finally:
+            waits.pop(future, None)
+        if raise_cancel is not None and future.cancelled():
+            raise_cancel()
+        return future.result()
+
+    async def run_aio_coroutine(self, coro: Awaitable[Any]) -> Any:
+        """Run an asyncio coroutine (or awaitable) as a task; return its result. Trio-flavoured."""
+        return await self.run_aio_future(self._create_task_from_trio(coro))  # type: ignore[arg-type]
+
+    async def run_asyncio(self, proc: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Call ``proc(*args)`` in asyncio context and await the result. Trio-flavoured."""
+        saved = self._enter_asyncio()
+        try:
+            awaitable = proc(*args)
+        finally:
+            self._leave_asyncio(saved)
+        return await self.run_aio_future(self._create_task_from_trio(awaitable))  # type: ignore[arg-type]
+
+    def _abandon_trio_waits(self) -> None:
+        """At close: wake every Trio task still waiting for one of our futures."""
+        waits, self._trio_waits = self._trio_waits, {}
+        for task in waits.values():
+            self._reschedule_trio(
+                task, outcome.Error(RuntimeError("the trio-asyncio loop was closed"))
+            )
+
+    # ---- asyncio starts Trio ------------------------------------------------
+
+    def run_trio(self, proc: Callable[..., Awaitable[Any]], *args: Any) -> asyncio.Future[Any]:
+        """Start ``proc(*args)`` as a Trio task; return an asyncio future of its result.
+
+        Cancelling the future cancels the Trio task, and the future ends
+        cancelled once the task has finished. Callable from asyncio code and
+        from synchronous code running on this loop.
+        """
+        self._check_closed()
+        if not callable(proc):
+            raise TypeError(f"run_trio() expects an async function, got {proc!r}")
+        future = TrioTaskFuture(self)
+        tasks = self._trio_tasks
+        tasks.add(future)
+        future.add_done_callback(tasks.discard)
+        self._spawn_trio(run_into_future, self, future, proc, args)
+        return future
+
+    def trio_as_future(
+        self, proc: Callable[..., Awaitable[Any]], *args: Any
+    ) -> asyncio.Future[Any]:
+        """Alias of :meth:`run_trio` (trio-asyncio 0.16)."""
+        return self.run_trio(proc, *args)
+
+    def run_trio_task(self, proc: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Start ``proc(*args)`` as a Trio task whose errors end the loop's owner."""
+        self._check_closed()
+        self._spawn_trio(_run_reporting_errors, self, proc, args)
+
+    def _run_sync_in_trio_thread(
+        self, func: Callable[..., Any], args: tuple[Any, ...], limiter: trio.CapacityLimiter
+    ) -> asyncio.Future[Any]:
+        async def in_thread() -> Any:
+            return await trio.to_thread.run_sync(func, *args, limiter=limiter)
+
+        return self.run_trio(in_thread)
+
+    async def synchronize(self) -> None:
+        """Wait until every callback queued before this call has run. Trio-flavoured."""
+        future = self.create_future()
+        self.call_soon(_set_result_if_pending, future)
+        await self.run_aio_future(future)
+
+    # ---- fds closed with the loop -------------------------------------------
+
+    def autoclose(self, fd: Any) -> None:
+        """Close *fd* when this loop closes (trio-asyncio 0.16)."""
+        self._autoclose_fds.add(fileobj_to_fd(fd))
+
+    def no_autoclose(self, fd: Any) -> None:
+        """Undo :meth:`autoclose`."""
+        self._autoclose_fds.discard(fileobj_to_fd(fd))
+
+    def _close_autoclose_fds(self) -> None:
+        fds, self._autoclose_fds = self._autoclose_fds, set()
+        for fd in fds:
+            try:
+                self._remove_reader(fd)
+                self._remove_writer(fd)
+            except (ValueError, OSError):
+                pass
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _set_result_if_pending(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _run_reporting_errors(
+    loop: BaseTrioEventLoop, proc: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+) -> None:
+    current_loop.set(loop)
+    try:
+        await proc(*args)
+    except trio.Cancelled:
+        raise
+    except BaseException as exc:
+        loop._report_fatal(exc)

@@ -1,0 +1,3 @@
+"""The version of trio-asyncio."""
+
+__version__ = "0.17.0"
