@@ -25,7 +25,14 @@ import trio
 from . import _compat
 from ._core._base_loop import CoreEventLoop
 from ._core._current import current_loop
+from ._io._connections import ConnectionsMixin
+from ._io._datagram import DatagramMixin
 from ._io._fd_watching import FdWatchingMixin, fileobj_to_fd
+from ._io._pipes import PipesMixin
+from ._io._signals import SignalsMixin
+from ._io._sockets import SocketOpsMixin
+from ._io._subprocess import SubprocessMixin
+from ._io._tls import TLSMixin
 from ._trio_tasks import TrioTaskFuture, run_into_future
 
 _set_running_loop = _compat.set_running_loop
@@ -33,7 +40,17 @@ _get_running_loop = _compat.get_running_loop_or_none
 _sniffio = _compat.sniffio_state
 
 
-class BaseTrioEventLoop(FdWatchingMixin, CoreEventLoop):
+class BaseTrioEventLoop(
+    ConnectionsMixin,
+    TLSMixin,
+    DatagramMixin,
+    SocketOpsMixin,
+    PipesMixin,
+    SubprocessMixin,
+    SignalsMixin,
+    FdWatchingMixin,
+    CoreEventLoop,
+):
     """An asyncio event loop that cooperates with Trio (base of both drivers)."""
 
     def __init__(self) -> None:

@@ -15,7 +15,7 @@ from asyncio import Handle
 from collections.abc import Callable
 from typing import Any
 
-from .. import _compat
+from ._transport_base import TransportRegistry
 
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
@@ -46,6 +46,7 @@ class FdWatchingMixin:
         self._self_reader: socket.socket | None = None
         self._self_writer: socket.socket | None = None
         self._self_pipe_armed = False
+        self._transports = TransportRegistry()
 
     # ---- self-pipe: wakes a driver that sleeps on the selector ------------
 
@@ -114,6 +115,7 @@ class FdWatchingMixin:
         self._check_closed()  # type: ignore[attr-defined]
         self._check_thread()  # type: ignore[attr-defined]
         self._check_callback(callback, "add_reader")  # type: ignore[attr-defined]
+        self._transports.check_free(fileobj_to_fd(fd))
         self._add_reader(fd, callback, *args)
 
     def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
@@ -121,6 +123,7 @@ class FdWatchingMixin:
         self._check_closed()  # type: ignore[attr-defined]
         self._check_thread()  # type: ignore[attr-defined]
         self._check_callback(callback, "add_writer")  # type: ignore[attr-defined]
+        self._transports.check_free(fileobj_to_fd(fd))
         self._add_writer(fd, callback, *args)
 
     def remove_reader(self, fd: Any) -> bool:
@@ -128,6 +131,7 @@ class FdWatchingMixin:
         if self.is_closed():  # type: ignore[attr-defined]
             return False
         self._check_thread()  # type: ignore[attr-defined]
+        self._transports.check_free(fileobj_to_fd(fd))
         return self._remove_reader(fd)
 
     def remove_writer(self, fd: Any) -> bool:
@@ -135,6 +139,7 @@ class FdWatchingMixin:
         if self.is_closed():  # type: ignore[attr-defined]
             return False
         self._check_thread()  # type: ignore[attr-defined]
+        self._transports.check_free(fileobj_to_fd(fd))
         return self._remove_writer(fd)
 
     # ---- unchecked versions, used by transports -------------------------------
@@ -211,6 +216,3 @@ class FdWatchingMixin:
         self._close_self_pipe()
         self._selector.close()
         self._fd_count = 0
-
-
-__all__ = ["FdWatchingMixin", "fileobj_to_fd", "_compat"]

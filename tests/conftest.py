@@ -1,0 +1,50 @@
+"""Shared fixtures: run the same asyncio scenario on several loops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+
+import trio_asyncio
+
+
+def run_on_trio_asyncio(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run asyncio coroutine function *fn* on our loop, inside trio.run + open_loop."""
+
+    async def main() -> Any:
+        async with trio_asyncio.open_loop():
+            return await trio_asyncio.aio_as_trio(fn)(*args)
+
+    return trio.run(main)
+
+
+def run_on_stdlib(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run *fn* on a plain stdlib selector loop (the reference behaviour)."""
+    loop = asyncio.SelectorEventLoop()
+    try:
+        return loop.run_until_complete(fn(*args))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+LOOP_RUNNERS = {
+    "trio_asyncio": run_on_trio_asyncio,
+    "stdlib": run_on_stdlib,
+}
+
+
+@pytest.fixture(params=sorted(LOOP_RUNNERS))
+def aio_run(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``aio_run(coro_fn, *args)`` runs on each loop kind in turn (differential tests)."""
+    return LOOP_RUNNERS[request.param]
+
+
+@pytest.fixture
+def trio_aio_run() -> Callable[..., Any]:
+    """``trio_aio_run(coro_fn, *args)`` runs on our loop only."""
+    return run_on_trio_asyncio
