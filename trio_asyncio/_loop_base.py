@@ -15,8 +15,10 @@ sync loop (Trio as a guest), so drivers implement :meth:`_spawn_trio` and
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+import types
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import outcome
@@ -33,11 +35,12 @@ from ._io._signals import SignalsMixin
 from ._io._sockets import SocketOpsMixin
 from ._io._subprocess import SubprocessMixin
 from ._io._tls import TLSMixin
-from ._trio_tasks import TrioTaskFuture, run_into_future
+from ._trio_tasks import TrioTaskFuture
 
 _set_running_loop = _compat.set_running_loop
 _get_running_loop = _compat.get_running_loop_or_none
 _sniffio = _compat.sniffio_state
+_CoroutineType = types.CoroutineType
 
 
 class BaseTrioEventLoop(
@@ -60,7 +63,6 @@ class BaseTrioEventLoop(
         # asyncio future -> the Trio task waiting for it; whoever pops the
         # entry (the future's done callback, or close()) wakes the task.
         self._trio_waits: dict[asyncio.Future[Any], trio.lowlevel.Task] = {}
-        self._trio_tasks: set[TrioTaskFuture] = set()
 
     # ---- asyncio context ----------------------------------------------------
 
@@ -76,7 +78,13 @@ class BaseTrioEventLoop(
         _set_running_loop(saved[0])
         _sniffio.name = saved[1]
 
-    def _create_task_from_trio(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+    def _create_task_from_trio(self, coro: Any) -> asyncio.Future[Any]:
+        """Wrap an asyncio coroutine or awaitable in a task of this loop, from Trio code."""
+        if self._task_factory is None and type(coro) is _CoroutineType:
+            # Fast path: a plain Task only schedules its first step.
+            return self.create_task(coro)
+        # A task factory may start the task eagerly (3.12+): then its first
+        # step runs right here and must see asyncio, not Trio.
         saved = self._enter_asyncio()
         try:
             return asyncio.ensure_future(coro, loop=self)
@@ -84,6 +92,16 @@ class BaseTrioEventLoop(
             self._leave_asyncio(saved)
 
     # ---- driver hooks -------------------------------------------------------
+
+    def _submit_trio_job(
+        self,
+        future: TrioTaskFuture,
+        proc: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        context: Any,
+    ) -> None:
+        """Run ``proc(*args)`` in Trio, in *context*, putting the outcome into *future*."""
+        raise NotImplementedError
 
     def _spawn_trio(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         raise NotImplementedError
@@ -93,6 +111,13 @@ class BaseTrioEventLoop(
     ) -> None:
         """Resume a Trio task parked in ``wait_task_rescheduled`` (``None``: with no value)."""
         raise NotImplementedError
+
+    def _complete_from_trio(self, finish: Callable[..., None], *args: Any) -> None:
+        """Complete one of our futures from a Trio task: ``finish(*args)``.
+
+        Drivers may also run the callbacks that this makes ready, right here.
+        """
+        finish(*args)
 
     def _report_fatal(self, exc: BaseException) -> None:
         """An error that must end the loop's owner (KeyboardInterrupt, say)."""
@@ -109,21 +134,34 @@ class BaseTrioEventLoop(
         :exc:`asyncio.CancelledError` unchanged.
         """
         if not isinstance(future, asyncio.Future):
-            future = self._create_task_from_trio(future)  # type: ignore[arg-type]
+            return await self._start_and_wait(future)
+        return await self._wait_future(future)
+
+    async def run_aio_coroutine(self, coro: Awaitable[Any]) -> Any:
+        """Run an asyncio coroutine (or awaitable) as a task; return its result. Trio-flavoured."""
+        return await self._start_and_wait(coro)
+
+    def _start_and_wait(self, coro: Any) -> Any:
+        """Start *coro* as a task and return the awaitable that waits for it.
+
+        Drivers may override this to run the task's first steps right away.
+        """
+        return self._wait_future(self._create_task_from_trio(coro))
+
+    def _wait_future(self, future: asyncio.Future[Any]) -> Any:
+        """The awaitable behind run_aio_future(): park this Trio task until *future* is done."""
         if future.done():
-            await trio.lowlevel.checkpoint()
-            return future.result()
+            return _done_result(future)
         task = trio.lowlevel.current_task()
-        raise_cancel = None
         waits = self._trio_waits
+        raise_cancel: list[Callable[[], Any]] = []
 
         def done(_: object) -> None:
             if waits.pop(future, None) is not None:
                 self._reschedule_trio(task)
 
         def abort(raise_cancel_: Callable[[], Any]) -> trio.lowlevel.Abort:
-            nonlocal raise_cancel
-            raise_cancel = raise_cancel_
+            raise_cancel.append(raise_cancel_)
             if self._closed:
                 future.remove_done_callback(done)
                 return trio.lowlevel.Abort.SUCCEEDED
@@ -136,17 +174,7 @@ class BaseTrioEventLoop(
 
         future.add_done_callback(done)
         waits[future] = task
-        try:
-            await trio.lowlevel.wait_task_rescheduled(abort)
-        finally:
-            waits.pop(future, None)
-        if raise_cancel is not None and future.cancelled():
-            raise_cancel()
-        return future.result()
-
-    async def run_aio_coroutine(self, coro: Awaitable[Any]) -> Any:
-        """Run an asyncio coroutine (or awaitable) as a task; return its result. Trio-flavoured."""
-        return await self.run_aio_future(self._create_task_from_trio(coro))  # type: ignore[arg-type]
+        return _park_until_done(future, waits, abort, raise_cancel)
 
     async def run_asyncio(self, proc: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Call ``proc(*args)`` in asyncio context and await the result. Trio-flavoured."""
@@ -178,10 +206,9 @@ class BaseTrioEventLoop(
         if not callable(proc):
             raise TypeError(f"run_trio() expects an async function, got {proc!r}")
         future = TrioTaskFuture(self)
-        tasks = self._trio_tasks
-        tasks.add(future)
-        future.add_done_callback(tasks.discard)
-        self._spawn_trio(run_into_future, self, future, proc, args)
+        context = contextvars.copy_context()
+        context.run(current_loop.set, self)
+        self._submit_trio_job(future, proc, args, context)
         return future
 
     def trio_as_future(
@@ -231,6 +258,26 @@ class BaseTrioEventLoop(
                 os.close(fd)
             except OSError:
                 pass
+
+
+async def _done_result(future: asyncio.Future[Any]) -> Any:
+    await trio.lowlevel.checkpoint()
+    return future.result()
+
+
+async def _park_until_done(
+    future: asyncio.Future[Any],
+    waits: dict[Any, Any],
+    abort: Callable[[Callable[[], Any]], trio.lowlevel.Abort],
+    raise_cancel: list[Callable[[], Any]],
+) -> Any:
+    try:
+        await trio.lowlevel.wait_task_rescheduled(abort)
+    finally:
+        waits.pop(future, None)
+    if raise_cancel and future.cancelled():
+        raise_cancel[0]()
+    return future.result()
 
 
 def _set_result_if_pending(future: asyncio.Future[Any]) -> None:

@@ -15,10 +15,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import outcome
 import trio
 
 from . import _compat
-from ._core._current import current_loop
 
 _sniffio = _compat.sniffio_state
 
@@ -74,33 +74,78 @@ class TrioTaskFuture(asyncio.Future):  # type: ignore[type-arg]
             self.set_exception(exc)
 
 
-async def run_into_future(
-    loop: Any,
-    future: TrioTaskFuture,
-    proc: Callable[..., Awaitable[Any]],
-    args: tuple[Any, ...],
-) -> None:
-    """Trio task body: run ``proc(*args)`` and put its outcome into *future*."""
-    current_loop.set(loop)
-    scope = trio.CancelScope()
-    future._trio_scope = scope
-    if future._cancel_requested:
-        scope.cancel()
-    try:
-        with scope:
-            value = await proc(*args)
-    except trio.Cancelled:
-        # An outer cancellation (the loop is closing): end the future, go on.
-        future._finish_cancelled()
-        raise
-    except BaseException as exc:
-        future._finish_error(exc)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            loop._report_fatal(exc)
-        return
-    finally:
-        future._trio_scope = None
-    if scope.cancelled_caught:
-        future._finish_cancelled()
-    else:
-        future._finish(value)
+class TrioJobRunner:
+    """Runs Trio jobs for asyncio on a pool of parked worker tasks.
+
+    Spawning a Trio task and entering a new cancel scope for every
+    ``run_trio()`` call costs more than the call itself usually does; a parked
+    worker is woken with one ``reschedule``. Each job runs in the contextvars
+    of the code that submitted it. A worker keeps one cancel scope across jobs
+    and replaces it only after a job was cancelled. At most ``MAX_IDLE``
+    workers stay parked; the others end.
+    """
+
+    MAX_IDLE = 16
+
+    def __init__(self, loop: Any, nursery: trio.Nursery) -> None:
+        self._loop = loop
+        self._nursery = nursery
+        self._idle: list[trio.lowlevel.Task] = []
+
+    def submit(
+        self,
+        future: TrioTaskFuture,
+        proc: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        context: Any,
+    ) -> None:
+        """Start ``proc(*args)`` for *future*; call in the Trio thread, inside the run."""
+        job = (future, proc, args, context)
+        if self._idle:
+            trio.lowlevel.reschedule(self._idle.pop(), outcome.Value(job))
+        else:
+            self._nursery.start_soon(self._work, job, name="trio-asyncio worker")
+
+    async def _next_job(self) -> Any:
+        task = trio.lowlevel.current_task()
+        idle = self._idle
+        if len(idle) >= self.MAX_IDLE:
+            return None
+        idle.append(task)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            idle.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def _work(self, job: Any) -> None:
+        loop = self._loop
+        task = trio.lowlevel.current_task()
+        while job is not None:
+            with trio.CancelScope() as scope:
+                while job is not None:
+                    future, proc, args, context = job
+                    _compat.set_task_context(task, context)
+                    job = None
+                    future._trio_scope = scope
+                    if future._cancel_requested:
+                        scope.cancel()
+                    try:
+                        value = await proc(*args)
+                    except trio.Cancelled:
+                        # Ours (the future was cancelled) or the loop's
+                        # closing: either way this scope is done for.
+                        loop._complete_from_trio(future._finish_cancelled)
+                        raise
+                    except BaseException as exc:
+                        loop._complete_from_trio(future._finish_error, exc)
+                        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                            loop._report_fatal(exc)
+                    else:
+                        loop._complete_from_trio(future._finish, value)
+                    finally:
+                        future._trio_scope = None
+                    job = await self._next_job()
+            if scope.cancelled_caught:
+                job = await self._next_job()
