@@ -48,4 +48,8 @@ from ._core._current import current_loop as current_loop
 from ._core._executors import TrioExecutor as TrioExecutor
 from ._deprecation import TrioAsyncioDeprecationWarning as TrioAsyncioDeprecationWarning
 from ._loop_base import BaseTrioEventLoop as BaseTrioEventLoop
+from ._policy import TrioPolicy as TrioPolicy, install as _install_policy
+from ._sync_loop import SyncTrioEventLoop as SyncTrioEventLoop, new_event_loop as new_event_loop
 from ._version import __version__ as __version__
+
+_install_policy()

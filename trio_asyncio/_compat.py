@@ -110,3 +110,11 @@ def set_task_context(task: trio.lowlevel.Task, context: object) -> None:
     submitted it, without paying for a new Trio task per job.
     """
     task.context = context  # type: ignore[assignment]
+
+
+def quiet_pending_task(task: object) -> None:
+    """Don't log "Task was destroyed but it is pending!" for *task* (as run_until_complete)."""
+    try:
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
