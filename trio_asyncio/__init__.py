@@ -13,43 +13,25 @@ Layers, each importing only from those below it (docs/design.rst):
 
 from ._adapters import (
     aio_as_trio as aio_as_trio,
-)
-from ._adapters import (
     allow_asyncio as allow_asyncio,
-)
-from ._adapters import (
     asyncio_as_trio as asyncio_as_trio,
-)
-from ._adapters import (
     run_aio_coroutine as run_aio_coroutine,
-)
-from ._adapters import (
     run_aio_future as run_aio_future,
-)
-from ._adapters import (
     run_aio_generator as run_aio_generator,
-)
-from ._adapters import (
     run_trio as run_trio,
-)
-from ._adapters import (
     run_trio_task as run_trio_task,
-)
-from ._adapters import (
     trio_as_aio as trio_as_aio,
-)
-from ._adapters import (
     trio_as_asyncio as trio_as_asyncio,
 )
-from ._async_loop import TrioEventLoop as TrioEventLoop
-from ._async_loop import open_loop as open_loop
-from ._async_loop import run as run
+from ._async_loop import TrioEventLoop as TrioEventLoop, open_loop as open_loop, run as run
 from ._core._current import current_loop as current_loop
 from ._core._executors import TrioExecutor as TrioExecutor
 from ._deprecation import TrioAsyncioDeprecationWarning as TrioAsyncioDeprecationWarning
+from ._diagnostics import install as _install_diagnostics
 from ._loop_base import BaseTrioEventLoop as BaseTrioEventLoop
 from ._policy import TrioPolicy as TrioPolicy, install as _install_policy
 from ._sync_loop import SyncTrioEventLoop as SyncTrioEventLoop, new_event_loop as new_event_loop
 from ._version import __version__ as __version__
 
 _install_policy()
+_install_diagnostics()
