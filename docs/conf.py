@@ -81,6 +81,9 @@ else:
         ),
     ]
 
+# Type variables of generic classes are not documented objects.
+nitpick_ignore_regex = [*globals().get("nitpick_ignore_regex", []), (r"py:class", r"trio_asyncio\..*\.T")]
+
 # -- HTML output --------------------------------------------------------------
 
 html_theme = "alabaster"

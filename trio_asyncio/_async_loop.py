@@ -103,7 +103,7 @@ class TrioEventLoop(BaseTrioEventLoop):
         self._close_now()
 
     async def wait_stopped(self) -> None:
-        """Wait until the loop has stopped (after :meth:`stop`). Trio-flavoured."""
+        """Wait until the loop has stopped (after ``stop()``). Trio-flavoured."""
         await self._stopped.wait()
 
     # ---- waking the scheduler ---------------------------------------------

@@ -65,7 +65,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             raise RuntimeError("Cannot run the event loop while another loop is running")
 
     def run_forever(self) -> None:
-        """Run callbacks until :meth:`stop` is called."""
+        """Run callbacks until ``stop()`` is called."""
         self._check_closed()
         self._check_not_running()
         saved = self._enter_run()
