@@ -124,6 +124,14 @@ class TrioEventLoop(BaseTrioEventLoop):
             except trio.RunFinishedError:
                 pass
 
+    def _fd_registered(self) -> None:
+        # A first fd while the scheduler is parked without watching the
+        # selector (e.g. registered while a Trio task was helping): re-park
+        # it on the selector.
+        if self._parked:
+            self._parked = False
+            _reschedule(self._scheduler_task)  # type: ignore[arg-type]
+
     def _timer_moved_earlier(self) -> None:
         scope = self._park_scope
         if scope is None or not (self._parked or self._io_parked):
@@ -151,22 +159,14 @@ class TrioEventLoop(BaseTrioEventLoop):
         Call only when :meth:`_can_help` is true and with ``_may_park``
         cleared by the caller (see :meth:`_stop_helping`).
         """
-        ready = self._ready
         saved = (_get_running_loop(), _sniffio.name, _hide_trio_task())
         _set_running_loop(self)
         _sniffio.name = "asyncio"
         try:
             end = perf_counter() + _BUDGET
+            iterate = self._iterate_without_blocking
             while not self._stopping and (until is None or not until.done()):
-                if self._next_wait() != 0:
-                    break
-                if self._fd_count:
-                    self._process_fd_events(self._selector.select(0))
-                if self._timers:
-                    self._collect_due_timers()
-                if ready:
-                    self._run_ready()
-                if perf_counter() > end:
+                if not iterate() or perf_counter() > end:
                     break
         finally:
             _set_running_loop(saved[0])
@@ -311,47 +311,58 @@ class TrioEventLoop(BaseTrioEventLoop):
             finally:
                 self._park_scope = None
 
+    def _iterate_without_blocking(self) -> bool:
+        """One loop iteration that never blocks; False when nothing at all was ready.
+
+        Ready fds are polled *before* deciding to park: on a busy loop the
+        data is usually there already, and parking through Trio costs far
+        more than a non-blocking ``select``.
+        """
+        wait = self._next_wait()
+        if self._fd_count:
+            events = self._selector.select(0)
+            if events:
+                self._process_fd_events(events)
+            elif wait != 0:
+                return False
+        elif wait != 0:
+            return False
+        if self._timers:
+            self._collect_due_timers()
+        if self._ready:
+            self._run_ready()
+        return True
+
     async def _schedule(self, scope: trio.CancelScope) -> None:
         # Between awaits this task is "in asyncio": running loop, sniffio and
         # Trio's current task are switched once here, not per callback.
-        loop = self
-        ready = self._ready
+        iterate = self._iterate_without_blocking
         saved = (_get_running_loop(), _sniffio.name, _hide_trio_task())
         _set_running_loop(self)
         _sniffio.name = "asyncio"
         try:
             budget_end = perf_counter() + _BUDGET
             while not self._stopping:
-                wait = self._next_wait()
-                if wait == 0:
-                    if perf_counter() > budget_end:
-                        _set_running_loop(saved[0])
-                        _sniffio.name = saved[1]
-                        _restore_trio_task(saved[2])
-                        try:
-                            await trio.lowlevel.checkpoint()
-                        finally:
-                            saved = (_get_running_loop(), _sniffio.name, _hide_trio_task())
-                            _set_running_loop(loop)
-                            _sniffio.name = "asyncio"
-                        budget_end = perf_counter() + _BUDGET
+                if iterate():
+                    if perf_counter() <= budget_end:
+                        continue
+                    wait: float | None = 0
                 else:
-                    _set_running_loop(saved[0])
-                    _sniffio.name = saved[1]
-                    _restore_trio_task(saved[2])
-                    try:
+                    wait = self._next_wait()
+                # Leave asyncio context for the await (a fair-share yield, or parking).
+                _set_running_loop(saved[0])
+                _sniffio.name = saved[1]
+                _restore_trio_task(saved[2])
+                try:
+                    if wait == 0:
+                        await trio.lowlevel.checkpoint()
+                    else:
                         await self._park(scope, wait)
-                    finally:
-                        saved = (_get_running_loop(), _sniffio.name, _hide_trio_task())
-                        _set_running_loop(loop)
-                        _sniffio.name = "asyncio"
-                    budget_end = perf_counter() + _BUDGET
-                if self._fd_count:
-                    self._process_fd_events(self._selector.select(0))
-                if self._timers:
-                    self._collect_due_timers()
-                if ready:
-                    self._run_ready()
+                finally:
+                    saved = (_get_running_loop(), _sniffio.name, _hide_trio_task())
+                    _set_running_loop(self)
+                    _sniffio.name = "asyncio"
+                budget_end = perf_counter() + _BUDGET
         finally:
             _set_running_loop(saved[0])
             _sniffio.name = saved[1]

@@ -72,6 +72,7 @@ def _retry_when_ready(fut: asyncio.Future[Any], call: Callable[..., Any], *args:
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        del fut  # the traceback holds this frame: no fut -> exc -> frame -> fut cycle
     else:
         fut.set_result(result)
 
@@ -89,6 +90,7 @@ def _send_rest(fut: asyncio.Future[Any], sock: socket.socket, rest: list[memoryv
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        del fut  # break the fut -> exc -> frame -> fut cycle
         return
     if sent == len(view):
         fut.set_result(None)
@@ -108,6 +110,7 @@ def _connect_finished(fut: asyncio.Future[Any], sock: socket.socket, address: An
         raise
     except BaseException as exc:
         fut.set_exception(exc)
+        del fut  # break the fut -> exc -> frame -> fut cycle
         return
     if err:
         # OSError(errno, ...) picks the subclass: ConnectionRefusedError, ...
