@@ -8,9 +8,11 @@ that binds and connects.
 
 :class:`DatagramSocketTransport` sends at once when nothing is queued, buffers
 on ``EWOULDBLOCK`` (with write flow control) and drains the buffer when the
-socket becomes writable. Receiving is the hot path: each readiness reads a
-few datagrams into one preallocated per-loop buffer, which is much cheaper
-than asking ``recvfrom`` for a fresh 256 KiB ``bytes`` per datagram.
+socket becomes writable. Receiving is the hot path: each readiness reads as
+many datagrams as recent readinesses found (up to ``MAX_READS_PER_READY``),
+each into one preallocated per-loop buffer and then copied out, which is
+much cheaper than ``recvfrom(256 KiB)``: that mallocs (often mmaps) 256 KiB
+per datagram before shrinking it.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ logger = logging.getLogger("asyncio")
 # Longest datagram one receive accepts (longer ones are truncated, as with
 # the stdlib): every UDP datagram fits, and so do large Unix ones.
 MAX_DATAGRAM_SIZE = 256 * 1024
-# Receives tried per readiness before going back to the selector: in bursts
-# this saves a selector round per datagram; it costs one failed recvfrom()
-# per readiness when datagrams trickle in. See _read_ready().
-READS_PER_READY = 8
+# Most receives tried per readiness before going back to the selector. In
+# bursts, reading several datagrams per readiness saves a selector round
+# each; when they trickle in one at a time, every extra try is a failed
+# recvfrom(). So the number adapts, between 1 and this: see _read_ready().
+MAX_READS_PER_READY = 16
+# Readinesses that found exactly the one datagram they read before the next
+# tries two: a ping-pong rarely pays for a failed recvfrom().
+_SINGLE_READS_BEFORE_GROWING = 3
 # Counted per buffered datagram in get_write_buffer_size() on top of its
 # payload (the UDP header), as the stdlib does from Python 3.13, so that even
 # queued empty datagrams add up to a pause.
@@ -49,7 +55,6 @@ _LOST_SENDS_BEFORE_WARNING = 5
 _UNSET: Any = object()  # reuse_address not passed (Python 3.10 only)
 _HAS_AF_UNIX = hasattr(socket, "AF_UNIX")
 _DGRAM = socket.SOCK_DGRAM
-_UDP_PROTOS = (0, socket.IPPROTO_UDP)
 
 
 class DatagramMixin:
@@ -237,7 +242,10 @@ class DatagramMixin:
                 if sys.version_info < (3, 11):  # an assert in 3.10's stdlib
                     raise AssertionError("2-tuple is expected")
                 raise TypeError("2-tuple is expected")
-            infos = await self._resolve_datagram_address(addr, family, proto, flags)
+            # Numeric hosts skip the lookup (see SocketOpsMixin).
+            infos = await self._ensure_resolved(  # type: ignore[attr-defined]
+                addr, family=family, type=_DGRAM, proto=proto, flags=flags
+            )
             if not infos:
                 raise OSError("getaddrinfo() returned empty list")
             for fam, _type, pro, _canon, sockaddr in infos:
@@ -250,18 +258,6 @@ class DatagramMixin:
         if not candidates:
             raise ValueError("can not get address information")
         return candidates
-
-    async def _resolve_datagram_address(
-        self, addr: tuple[Any, Any], family: int, proto: int, flags: int
-    ) -> list[tuple[Any, ...]]:
-        """getaddrinfo() for a datagram socket, skipped when the host is numeric."""
-        host, port = addr
-        info = _numeric_addrinfo(host, port, family, proto)
-        if info is not None:
-            return [info]
-        return await self.getaddrinfo(  # type: ignore[attr-defined,no-any-return]
-            host, port, family=family, type=_DGRAM, proto=proto, flags=flags
-        )
 
 
 def _check_given_socket(sock: socket.socket, **options: Any) -> None:
@@ -294,37 +290,6 @@ def _remove_stale_unix_socket(path: str) -> None:
     except OSError as exc:
         # We may only be allowed to create the socket: let bind() decide.
         logger.error("Unable to check or remove stale UNIX socket %r: %r", path, exc)
-
-
-def _numeric_addrinfo(host: Any, port: Any, family: int, proto: int) -> tuple[Any, ...] | None:
-    """The getaddrinfo() entry for a numeric IP *host*, or None when a lookup is needed."""
-    if host is None or proto not in _UDP_PROTOS:
-        return None
-    if port is None or port == "" or port == b"":
-        port = 0
-    else:
-        try:
-            port = int(port)
-        except (TypeError, ValueError):
-            return None  # a service name
-    if isinstance(host, bytes):
-        host = host.decode("idna")
-    if not isinstance(host, str) or "%" in host:  # inet_pton refuses zone ids
-        return None
-    if family == socket.AF_UNSPEC:
-        families = (socket.AF_INET, socket.AF_INET6) if socket.has_ipv6 else (socket.AF_INET,)
-    elif family in (socket.AF_INET, socket.AF_INET6):
-        families = (family,)
-    else:
-        return None
-    for fam in families:
-        try:
-            socket.inet_pton(fam, host)
-        except OSError:
-            continue
-        sockaddr = (host, port) if fam == socket.AF_INET else (host, port, 0, 0)
-        return (fam, _DGRAM, socket.IPPROTO_UDP, "", sockaddr)
-    return None
 
 
 def _open_first_socket(
@@ -443,6 +408,8 @@ class DatagramSocketTransport(TransportBase, asyncio.DatagramTransport):
         self._buffer_size = 0
         self._conn_lost = 0  # > 0 once connection_lost() is scheduled (or called)
         self._reading_paused = False
+        self._read_budget = 1  # receives to try at the next readiness
+        self._single_reads = 0  # readinesses in a row that used a budget of 1
         self._rbuf, self._rview = loop._datagram_receive_buffer()
         loop._transports.add(fd, self)
         # The protocol learns about us before any datagram or the caller does.
@@ -478,13 +445,19 @@ class DatagramSocketTransport(TransportBase, asyncio.DatagramTransport):
             self._loop._add_reader(self._sock_fd, self._read_ready)
 
     def _read_ready(self) -> None:
+        """Deliver the datagrams waiting on the socket (up to a budget)."""
         recvfrom_into = self._sock.recvfrom_into  # type: ignore[union-attr]
         buf = self._rbuf
         view = self._rview
-        for _ in range(READS_PER_READY):
+        budget = self._read_budget
+        done = 0
+        while done < budget:
             try:
                 nbytes, addr = recvfrom_into(buf)
             except (BlockingIOError, InterruptedError):
+                # Drained: next time, expect as many as we found now.
+                self._read_budget = done or 1
+                self._single_reads = 0
                 return
             except OSError as exc:
                 self._protocol.error_received(exc)
@@ -495,9 +468,18 @@ class DatagramSocketTransport(TransportBase, asyncio.DatagramTransport):
                 return
             else:
                 self._protocol.datagram_received(bytes(view[:nbytes]), addr)
+            done += 1
             # The protocol may have closed or paused us meanwhile.
             if self._closing or self._reading_paused:
                 return
+        # The whole budget was used: more may be waiting, so try more next time.
+        if budget > 1:
+            if budget < MAX_READS_PER_READY:
+                self._read_budget = min(2 * budget, MAX_READS_PER_READY)
+        elif self._single_reads >= _SINGLE_READS_BEFORE_GROWING:
+            self._read_budget = 2
+        else:
+            self._single_reads += 1
 
     def is_reading(self) -> bool:
         return not (self._closing or self._reading_paused)
