@@ -24,6 +24,7 @@ VPY := $(VENV)/bin/python
 # they are older than pyproject.toml after an edit, which triggers a reinstall.
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
+BENCH_STAMP := $(VENV)/.installed-bench
 
 PIP_FLAGS := --quiet --disable-pip-version-check
 PYTEST := -m pytest -p no:cacheprovider
@@ -49,6 +50,11 @@ $(STAMP): pyproject.toml
 $(DOCS_STAMP): $(STAMP)
 	@echo "==> installing the docs extra into $(VENV)"
 	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test,docs]'
+	@touch $@
+
+$(BENCH_STAMP): $(STAMP)
+	@echo "==> installing the bench extra into $(VENV)"
+	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test,bench]'
 	@touch $@
 
 # ---------------------------------------------------------------------- tests
@@ -101,8 +107,8 @@ test-all:
 demo: $(STAMP)
 	$(VPY) examples/demo.py
 
-bench: $(STAMP)
-	$(VPY) -m benchmarks
+bench: $(BENCH_STAMP)
+	$(VPY) -m benchmarks $(BENCH_ARGS)
 
 docs: $(DOCS_STAMP)
 	$(VPY) -m sphinx -W --keep-going -b html docs docs/_build/html
