@@ -156,3 +156,20 @@ def test_quiet_pending_task() -> None:
 
 def test_sniffio_state_is_the_thread_local() -> None:
     assert _compat.sniffio_state is sniffio.thread_local
+
+
+def test_is_trio_signal_handler() -> None:
+    import signal
+
+    async def main() -> object:
+        return signal.getsignal(signal.SIGINT)
+
+    trio_handler = trio.run(main)
+    # Trio restores the previous handler when the run ends, so look inside one.
+    assert not _compat.is_trio_signal_handler(signal.default_int_handler)
+
+    async def inside() -> bool:
+        return _compat.is_trio_signal_handler(signal.getsignal(signal.SIGINT))
+
+    assert trio.run(inside)
+    assert trio_handler is not None

@@ -28,6 +28,8 @@ What we rely on, and why:
   sentinel, so Trio code awaited from asyncio without ``trio_as_aio`` fails at
   once with an error that says so, instead of silently running in (and
   corrupting the cancel scopes of) the loop's own Trio task.
+* Trio's SIGINT handler is recognised by its module (``trio.*``), so that
+  removing an asyncio signal handler that replaced it puts Trio's back.
 * ``sniffio.thread_local``: public in sniffio, listed here for completeness.
 """
 
@@ -118,3 +120,9 @@ def quiet_pending_task(task: object) -> None:
         task._log_destroy_pending = False  # type: ignore[attr-defined]
     except AttributeError:
         pass
+
+
+def is_trio_signal_handler(handler: object) -> bool:
+    """Whether *handler* is a signal handler Trio installed (its KeyboardInterrupt one)."""
+    module = getattr(handler, "__module__", None) or ""
+    return module == "trio" or module.startswith("trio.")

@@ -81,7 +81,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self._running = True
         saved = (_get_running_loop(), _sniffio.name)
         self._install_asyncgen_hooks()
-        _call_if_present(self, "_install_signal_wakeup")
+        self._install_signal_wakeup()
         _set_running_loop(self)
         _sniffio.name = "asyncio"
         return saved
@@ -92,7 +92,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self._thread_id = None
         _set_running_loop(saved[0])
         _sniffio.name = saved[1]
-        _call_if_present(self, "_uninstall_signal_wakeup")
+        self._uninstall_signal_wakeup()
         self._uninstall_asyncgen_hooks()
 
     def _run_once(self) -> None:
@@ -156,7 +156,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self._ready.clear()
         self._timers.clear()
         self._abandon_trio_waits()
-        _call_if_present(self, "_remove_all_signal_handlers")
+        self._remove_all_signal_handlers()
         self._close_autoclose_fds()
         self._close_selector()
         self._shutdown_default_executor_now()
@@ -287,13 +287,6 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
                 self._run_once()
         finally:
             self._exit_run(saved)
-
-
-def _call_if_present(loop: Any, name: str) -> None:
-    # TODO(signals): call directly once SignalsMixin provides these hooks.
-    method = getattr(loop, name, None)
-    if method is not None:
-        method()
 
 
 def _stop_loop(future: asyncio.Future[Any]) -> None:
