@@ -28,6 +28,9 @@ What we rely on, and why:
   sentinel, so Trio code awaited from asyncio without ``trio_as_aio`` fails at
   once with an error that says so, instead of silently running in (and
   corrupting the cancel scopes of) the loop's own Trio task.
+* ``GLOBAL_RUN_CONTEXT``'s per-thread state is stashed between two runs of a
+  sync loop whose Trio guest run is alive, so the thread looks like a plain
+  thread to synchronous code in between.
 * Trio's SIGINT handler is recognised by its module (``trio.*``), so that
   removing an asyncio signal handler that replaced it puts Trio's back.
 * ``sniffio.thread_local``: public in sniffio, listed here for completeness.
@@ -126,3 +129,26 @@ def is_trio_signal_handler(handler: object) -> bool:
     """Whether *handler* is a signal handler Trio installed (its KeyboardInterrupt one)."""
     module = getattr(handler, "__module__", None) or ""
     return module == "trio" or module.startswith("trio.")
+
+
+def stash_trio_run_state() -> dict[str, object]:
+    """Take this thread's Trio run state away (a guest run between two host runs).
+
+    A Trio guest run marks its thread as "inside a Trio run" for its whole
+    life. Our sync loop only lets Trio run inside ``run_forever``, so between
+    runs it stashes that state, letting plain code (including ``trio.run()``)
+    see an ordinary thread.
+    """
+    state = dict(_run_context.__dict__)
+    _run_context.__dict__.clear()
+    return state
+
+
+def restore_trio_run_state(state: dict[str, object]) -> None:
+    """Give back what :func:`stash_trio_run_state` took."""
+    _run_context.__dict__.update(state)
+
+
+def trio_run_active() -> bool:
+    """Whether this thread is inside a Trio run (or a guest run's active part)."""
+    return "runner" in _run_context.__dict__

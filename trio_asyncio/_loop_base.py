@@ -119,6 +119,10 @@ class BaseTrioEventLoop(
         """
         finish(*args)
 
+    def _cancel_trio_scope(self, scope: trio.CancelScope) -> None:
+        """Cancel the scope of a Trio job of ours, from asyncio or synchronous code."""
+        scope.cancel()
+
     def _report_fatal(self, exc: BaseException) -> None:
         """An error that must end the loop's owner (KeyboardInterrupt, say)."""
         raise NotImplementedError

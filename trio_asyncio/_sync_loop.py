@@ -15,6 +15,7 @@ as long as the loop: Trio tasks persist across ``run_forever`` calls, and
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import warnings
 from collections.abc import Awaitable, Callable
@@ -52,6 +53,8 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self._trio_waiting: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._trio_outcome: outcome.Outcome[Any] | None = None
         self._guest_stop: trio.Event | None = None
+        self._trio_stash: dict[str, object] | None = None
+        self._sigint_wrapper: Any = None
 
     # ---- running ---------------------------------------------------------------
 
@@ -64,19 +67,30 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         if _get_running_loop() is not None:
             raise RuntimeError("Cannot run the event loop while another loop is running")
 
+    @trio.lowlevel.disable_ki_protection
     def run_forever(self) -> None:
-        """Run callbacks until ``stop()`` is called."""
+        """Run callbacks until ``stop()`` is called (at least one iteration, as documented)."""
         self._check_closed()
         self._check_not_running()
         saved = self._enter_run()
         try:
             run_once = self._run_once
-            while not self._stopping:
+            while True:
                 run_once()
+                if self._stopping:
+                    break
         finally:
             self._exit_run(saved)
 
     def _enter_run(self) -> Any:
+        if self._trio_stash is not None:
+            if _compat.trio_run_active():
+                raise RuntimeError(
+                    "Cannot run a sync trio-asyncio loop whose Trio part is alive inside "
+                    "another Trio run in this thread"
+                )
+            _compat.restore_trio_run_state(self._trio_stash)
+            self._trio_stash = None
         self._thread_id = _get_ident()
         self._running = True
         saved = (_get_running_loop(), _sniffio.name)
@@ -87,6 +101,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         return saved
 
     def _exit_run(self, saved: Any) -> None:
+        self._leave_trio_state()
         self._stopping = False
         self._running = False
         self._thread_id = None
@@ -143,6 +158,43 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
     def _wake_threadsafe(self) -> None:
         self._write_to_self()
 
+    # ---- the guest run's thread state, confined to our runs ------------------------
+
+    def _leave_trio_state(self) -> None:
+        """Between runs, the thread must not look like it is inside Trio."""
+        if self._trio_state in ("starting", "running", "stopping") and self._trio_stash is None:
+            self._trio_stash = _compat.stash_trio_run_state()
+
+    def _wrap_trio_sigint_handler(self) -> None:
+        """Make Trio's SIGINT handler act only while this loop runs.
+
+        Trio's handler hands Ctrl-C to its main task unless the interrupted
+        frame is marked unprotected; between our runs (plain synchronous
+        code) that would swallow it. The wrapper behaves like Python's
+        default handler there, and like Trio's during our runs.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        trio_handler = signal.getsignal(signal.SIGINT)
+        if not _compat.is_trio_signal_handler(trio_handler):
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._running:
+                trio_handler(signum, frame)  # type: ignore[operator]
+            else:
+                raise KeyboardInterrupt
+
+        self._sigint_wrapper = handler
+        signal.signal(signal.SIGINT, handler)
+
+    def _unwrap_trio_sigint_handler(self) -> None:
+        wrapper, self._sigint_wrapper = self._sigint_wrapper, None
+        if wrapper is None or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is wrapper:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
     # ---- closing ------------------------------------------------------------------
 
     def close(self) -> None:
@@ -172,17 +224,26 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
 
     def _start_trio(self) -> None:
         self._trio_state = "starting"
-        trio.lowlevel.start_guest_run(
-            self._trio_main,
-            run_sync_soon_threadsafe=self.call_soon_threadsafe,
-            run_sync_soon_not_threadsafe=self._run_trio_tick_soon,
-            done_callback=self._trio_done,
-            host_uses_signal_set_wakeup_fd=True,
-        )
+        try:
+            trio.lowlevel.start_guest_run(
+                self._trio_main,
+                run_sync_soon_threadsafe=self.call_soon_threadsafe,
+                run_sync_soon_not_threadsafe=self._run_trio_tick_soon,
+                done_callback=self._trio_done,
+                host_uses_signal_set_wakeup_fd=True,
+            )
+        except BaseException:
+            self._trio_state = "none"
+            self._trio_waiting.clear()
+            raise
+        self._wrap_trio_sigint_handler()
+        if not self._running:
+            self._leave_trio_state()
 
     def _run_trio_tick_soon(self, tick: Callable[[], object]) -> None:
         self.call_soon(self._run_trio_tick, tick)
 
+    @trio.lowlevel.enable_ki_protection
     def _run_trio_tick(self, tick: Callable[[], object]) -> None:
         # Trio code is not asyncio code: no running asyncio loop inside.
         saved = _get_running_loop()
@@ -202,10 +263,18 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             waiting, self._trio_waiting = self._trio_waiting, []
             for fn, args in waiting:
                 fn(*args)
-            await self._guest_stop.wait()
+            while True:
+                try:
+                    await self._guest_stop.wait()
+                    break
+                except KeyboardInterrupt as exc:
+                    # Ctrl-C during a Trio tick: it belongs to whoever called
+                    # run_forever / run_until_complete.
+                    self._raise_in_host(exc)
             nursery.cancel_scope.cancel()
 
     def _trio_done(self, result: outcome.Outcome[Any]) -> None:
+        self._unwrap_trio_sigint_handler()
         self._trio_state = "done"
         self._trio_outcome = result
         self._token = None
@@ -245,6 +314,13 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         if self._trio_jobs is not None:
             self._trio_jobs._nursery.start_soon(async_fn, *args)
 
+    def _cancel_trio_scope(self, scope: trio.CancelScope) -> None:
+        # Asyncio code is not inside the guest run (and between runs its
+        # state is stashed away): go through the token, which also wakes Trio.
+        token = self._token
+        if token is not None:
+            token.run_sync_soon(scope.cancel)
+
     def _reschedule_trio(
         self, task: trio.lowlevel.Task, value: outcome.Outcome[Any] | None = None
     ) -> None:
@@ -256,7 +332,15 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         else:
             token.run_sync_soon(trio.lowlevel.reschedule, task, value)
 
+    def _raise_in_host(self, exc: BaseException) -> None:
+        """Make *exc* propagate out of the current (or next) run of the loop."""
+        if not self._closed:
+            self.call_soon_threadsafe(_raise, exc)
+
     def _report_fatal(self, exc: BaseException) -> None:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            self._raise_in_host(exc)
+            return
         # No Trio block to raise into: report like any unhandled error.
         self.default_exception_handler(
             {"message": "Unhandled error in a Trio task started from asyncio", "exception": exc}
@@ -280,6 +364,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
                 {"message": "The Trio guest run of the loop failed", "exception": result.error}
             )
 
+    @trio.lowlevel.disable_ki_protection
     def _run_until(self, done: Callable[[], bool]) -> None:
         saved = self._enter_run()
         try:
@@ -290,7 +375,15 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
 
 
 def _stop_loop(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and isinstance(future.exception(), (KeyboardInterrupt, SystemExit)):
+        # It is propagating out of run_forever already; a stop() now would
+        # wrongly end the next run.
+        return
     future.get_loop().stop()
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def new_event_loop() -> SyncTrioEventLoop:

@@ -42,7 +42,7 @@ class TrioTaskFuture(asyncio.Future):  # type: ignore[type-arg]
             self._cancel_message = msg
             scope = self._trio_scope
             if scope is not None:
-                scope.cancel()
+                self.get_loop()._cancel_trio_scope(scope)  # type: ignore[attr-defined]
         return True
 
     def __await__(self) -> Any:
