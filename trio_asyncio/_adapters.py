@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
+
+import trio
 
 from . import _compat
 from ._core._current import current_loop, get_current_loop
@@ -148,12 +151,13 @@ class TrioAsAsyncio(Generic[T]):
     Made by :func:`trio_as_aio`.
     """
 
-    __slots__ = ("_iterator", "_loop", "_proc")
+    __slots__ = ("_held", "_iterator", "_loop", "_proc")
 
     def __init__(self, proc: Any, loop: BaseTrioEventLoop | None = None) -> None:
         self._proc = proc
         self._loop = loop
         self._iterator: Any = None
+        self._held: _HeldContext | None = None
 
     def __repr__(self) -> str:
         return f"<trio_as_aio {self._proc!r}>"
@@ -173,12 +177,20 @@ class TrioAsAsyncio(Generic[T]):
         return loop.run_trio(_await_it, self._proc).__await__()
 
     async def __aenter__(self) -> Any:
+        # Trio context managers (locks, cancel scopes, nurseries) must be
+        # entered and exited by the same Trio task: one job holds the whole
+        # block and waits for the exit signal.
         loop = _asyncio_side_loop(self._loop)
-        return await loop.run_trio(self._proc.__aenter__)
+        if self._held is not None:
+            raise RuntimeError(f"{self!r} is already entered")
+        held = self._held = _HeldContext(loop)
+        return await held.enter(self._proc)
 
     async def __aexit__(self, *exc_info: Any) -> Any:
-        loop = _asyncio_side_loop(self._loop)
-        return await loop.run_trio(self._proc.__aexit__, *exc_info)
+        held, self._held = self._held, None
+        if held is None:
+            raise RuntimeError(f"{self!r} was not entered")
+        return await held.exit(exc_info)
 
     def __aiter__(self) -> TrioAsAsyncio[T]:
         wrapper: TrioAsAsyncio[T] = TrioAsAsyncio(self._proc, self._loop)
@@ -190,6 +202,54 @@ class TrioAsAsyncio(Generic[T]):
         if self._iterator is None:
             raise TypeError("call aiter() on the wrapper before anext()")
         return await loop.run_trio(self._iterator.__anext__)  # type: ignore[no-any-return]
+
+
+class _HeldContext:
+    """A Trio async context manager held open by one Trio job for asyncio code."""
+
+    def __init__(self, loop: BaseTrioEventLoop) -> None:
+        self._loop = loop
+        self._entered: asyncio.Future[Any] = loop.create_future()
+        self._exit_info: tuple[Any, ...] = (None, None, None)
+        self._exit_event: Any = None
+        self._job: asyncio.Future[Any] | None = None
+
+    async def enter(self, manager: Any) -> Any:
+        self._job = self._loop.run_trio(self._hold, manager)
+        try:
+            await asyncio.wait([self._entered, self._job], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            self._job.cancel()
+            raise
+        if self._entered.done():
+            return self._entered.result()
+        self._entered.cancel()
+        return self._job.result()  # entering failed: raise its error
+
+    async def exit(self, exc_info: tuple[Any, ...]) -> Any:
+        self._exit_info = exc_info
+        if self._exit_event is not None:
+            self._loop._call_in_trio(self._exit_event.set)
+        assert self._job is not None
+        return await self._job
+
+    async def _hold(self, manager: Any) -> Any:
+        self._exit_event = trio.Event()
+        value = await manager.__aenter__()
+        self._loop._complete_from_trio(_set_result_unless_done, self._entered, value)
+        try:
+            await self._exit_event.wait()
+        except BaseException:
+            exc = sys.exc_info()
+            if not await manager.__aexit__(*exc):
+                raise
+            return None
+        return await manager.__aexit__(*self._exit_info)
+
+
+def _set_result_unless_done(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 async def _await_it(awaitable: Awaitable[Any]) -> Any:
@@ -276,11 +336,19 @@ async def allow_asyncio(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: A
         try:
             if isinstance(yielded, asyncio.Future):
                 send = await loop.run_aio_future(yielded)
+            elif yielded is None:
+                # asyncio's bare yield ("let others run once"), e.g. sleep(0).
+                await _trio_checkpoint()
+                send = None
             else:
                 send = await _yield_to_trio(yielded)
         except BaseException as exc:
             throw = exc
             send = None
+
+
+async def _trio_checkpoint() -> None:
+    await trio.lowlevel.checkpoint()
 
 
 @types.coroutine

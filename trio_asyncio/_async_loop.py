@@ -66,6 +66,7 @@ class TrioEventLoop(BaseTrioEventLoop):
         self._io_parked = False  # in wait_readable(selector): wake by self-pipe
         self._running = False
         self._closing = False
+        self._shutting_down = False
         self._stopped = trio.Event()
         self._resume: trio.Event | None = None
         self._trio_tasks_closing = trio.Event()
@@ -198,11 +199,11 @@ class TrioEventLoop(BaseTrioEventLoop):
         # The work completed without this task blocking. Stay a checkpoint
         # for cancellation, and let other Trio tasks run at least once per
         # budget, without paying a full scheduling pass every call.
+        # (The caller checked for cancellation before starting the work, so
+        # the finished result is never thrown away here.)
         if perf_counter() > self._next_fair_yield:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             self._next_fair_yield = perf_counter() + _BUDGET
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
         return future.result()
 
     def _complete_from_trio(self, finish: Callable[..., None], *args: Any) -> None:
@@ -286,30 +287,38 @@ class TrioEventLoop(BaseTrioEventLoop):
         self._thread_id = threading.get_ident()
         self._install_asyncgen_hooks()
         task_status.started()
-        while True:
-            self._running = True
-            try:
-                await self._schedule_until_stopped()
-            finally:
-                self._running = False
-                self._stopping = False
-            self._stopped.set()
-            if self._closing:
-                return
-            self._resume = trio.Event()
-            await self._resume.wait()
-            self._stopped = trio.Event()
+        # Shielded: an outer cancellation must not stop the scheduler, since
+        # the shutdown sequence needs it; only _shutdown() ends it.
+        with trio.CancelScope(shield=True):
+            while True:
+                self._running = True
+                try:
+                    await self._schedule_until_stopped()
+                finally:
+                    self._running = False
+                    self._stopping = False
+                self._stopped.set()
+                if self._closing:
+                    return
+                if not self._shutting_down:
+                    self._resume = trio.Event()
+                    await self._resume.wait()
+                self._stopped = trio.Event()
 
     async def _schedule_until_stopped(self) -> None:
-        while not self._stopping:
+        while True:
             try:
                 with trio.CancelScope() as scope:
                     self._park_scope = scope
                     await self._schedule(scope)
             except (KeyboardInterrupt, SystemExit) as exc:
                 self._report_fatal(exc)
+                continue
             finally:
                 self._park_scope = None
+            if not scope.cancelled_caught:
+                return  # _schedule() returns only once stopped
+            # Woken by the timer deadline: carry on in a fresh scope.
 
     def _iterate_without_blocking(self) -> bool:
         """One loop iteration that never blocks; False when nothing at all was ready.
@@ -342,8 +351,13 @@ class TrioEventLoop(BaseTrioEventLoop):
         _sniffio.name = "asyncio"
         try:
             budget_end = perf_counter() + _BUDGET
-            while not self._stopping:
-                if iterate():
+            while True:
+                # As the stdlib's run_forever: stop() ends the loop after the
+                # iteration in which it is seen, so what was queued runs.
+                ran = iterate()
+                if self._stopping:
+                    break
+                if ran:
                     if perf_counter() <= budget_end:
                         continue
                     wait: float | None = 0
@@ -389,12 +403,15 @@ class TrioEventLoop(BaseTrioEventLoop):
     async def _host_trio_tasks(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Own the nursery of Trio tasks started from asyncio, until shutdown."""
         try:
-            async with trio.open_nursery() as nursery:
-                self._trio_nursery = nursery
-                self._trio_jobs = TrioJobRunner(self, nursery)
-                task_status.started()
-                await self._trio_tasks_closing.wait()
-                nursery.cancel_scope.cancel()
+            # Shielded like the scheduler: these tasks are cancelled in order
+            # during shutdown, after the asyncio tasks that may wait for them.
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as nursery:
+                    self._trio_nursery = nursery
+                    self._trio_jobs = TrioJobRunner(self, nursery)
+                    task_status.started()
+                    await self._trio_tasks_closing.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             self._trio_tasks_closed.set()
 
@@ -402,7 +419,8 @@ class TrioEventLoop(BaseTrioEventLoop):
 
     async def _shutdown(self) -> None:
         """Like the end of ``asyncio.run()``; runs shielded when open_loop exits."""
-        if not self._running and self._resume is not None:
+        self._shutting_down = True
+        if self._resume is not None:
             self._resume.set()
         await self._cancel_all_tasks()
         self._trio_tasks_closing.set()

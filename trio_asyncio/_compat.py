@@ -82,7 +82,18 @@ class _NotATrioTask:
 
     __slots__ = ()
 
+    # Every use fails *before* Trio stores the sentinel anywhere (a parking
+    # lot keys its waiters by task, so hashing must fail too).
     def __getattr__(self, name: str) -> object:
+        raise RuntimeError(TRIO_FROM_ASYNCIO)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise RuntimeError(TRIO_FROM_ASYNCIO)
+
+    def __hash__(self) -> int:
+        raise RuntimeError(TRIO_FROM_ASYNCIO)
+
+    def __eq__(self, other: object) -> bool:
         raise RuntimeError(TRIO_FROM_ASYNCIO)
 
     def __repr__(self) -> str:

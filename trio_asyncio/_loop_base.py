@@ -119,9 +119,9 @@ class BaseTrioEventLoop(
         """
         finish(*args)
 
-    def _cancel_trio_scope(self, scope: trio.CancelScope) -> None:
-        """Cancel the scope of a Trio job of ours, from asyncio or synchronous code."""
-        scope.cancel()
+    def _call_in_trio(self, fn: Callable[..., object], *args: Any) -> None:
+        """Call a synchronous Trio API (``scope.cancel``, ``event.set``) from asyncio code."""
+        fn(*args)
 
     def _report_fatal(self, exc: BaseException) -> None:
         """An error that must end the loop's owner (KeyboardInterrupt, say)."""
@@ -138,11 +138,20 @@ class BaseTrioEventLoop(
         :exc:`asyncio.CancelledError` unchanged.
         """
         if not isinstance(future, asyncio.Future):
-            return await self._start_and_wait(future)
+            return await self.run_aio_coroutine(future)
         return await self._wait_future(future)
 
     async def run_aio_coroutine(self, coro: Awaitable[Any]) -> Any:
-        """Run an asyncio coroutine (or awaitable) as a task; return its result. Trio-flavoured."""
+        """Run an asyncio coroutine (or awaitable) as a task; return its result. Trio-flavoured.
+
+        A caller that is already cancelled gets :exc:`trio.Cancelled` without
+        the coroutine being started.
+        """
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            _close_unstarted(coro)
+            raise
         return await self._start_and_wait(coro)
 
     def _start_and_wait(self, coro: Any) -> Any:
@@ -154,6 +163,8 @@ class BaseTrioEventLoop(
 
     def _wait_future(self, future: asyncio.Future[Any]) -> Any:
         """The awaitable behind run_aio_future(): park this Trio task until *future* is done."""
+        if self._closed and not future.done():
+            raise RuntimeError("Event loop is closed: this future can never complete")
         if future.done():
             return _done_result(future)
         task = trio.lowlevel.current_task()
@@ -262,6 +273,13 @@ class BaseTrioEventLoop(
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _close_unstarted(awaitable: Any) -> None:
+    """Close a coroutine we decided not to run (no "never awaited" warning)."""
+    close = getattr(awaitable, "close", None)
+    if asyncio.iscoroutine(awaitable) and close is not None:
+        close()
 
 
 async def _done_result(future: asyncio.Future[Any]) -> Any:

@@ -314,12 +314,12 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         if self._trio_jobs is not None:
             self._trio_jobs._nursery.start_soon(async_fn, *args)
 
-    def _cancel_trio_scope(self, scope: trio.CancelScope) -> None:
+    def _call_in_trio(self, fn: Callable[..., object], *args: Any) -> None:
         # Asyncio code is not inside the guest run (and between runs its
         # state is stashed away): go through the token, which also wakes Trio.
         token = self._token
         if token is not None:
-            token.run_sync_soon(scope.cancel)
+            token.run_sync_soon(fn, *args)
 
     def _reschedule_trio(
         self, task: trio.lowlevel.Task, value: outcome.Outcome[Any] | None = None

@@ -12,6 +12,7 @@ cancellation.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ class TrioTaskFuture(asyncio.Future):  # type: ignore[type-arg]
             self._cancel_message = msg
             scope = self._trio_scope
             if scope is not None:
-                self.get_loop()._cancel_trio_scope(scope)  # type: ignore[attr-defined]
+                self.get_loop()._call_in_trio(scope.cancel)  # type: ignore[attr-defined]
         return True
 
     def __await__(self) -> Any:
@@ -97,14 +98,18 @@ class TrioJobRunner:
         future: TrioTaskFuture,
         proc: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
-        context: Any,
+        context: contextvars.Context,
     ) -> None:
         """Start ``proc(*args)`` for *future*; call in the Trio thread, inside the run."""
-        job = (future, proc, args, context)
+        job = (future, proc, args)
         if self._idle:
-            trio.lowlevel.reschedule(self._idle.pop(), outcome.Value(job))
+            worker = self._idle.pop()
+            # Before waking it: a step runs entirely in the context it
+            # started in, so the job's first step must start in its own.
+            _compat.set_task_context(worker, context)
+            trio.lowlevel.reschedule(worker, outcome.Value(job))
         else:
-            self._nursery.start_soon(self._work, job, name="trio-asyncio worker")
+            context.run(self._nursery.start_soon, self._work, job, name="trio-asyncio worker")
 
     async def _next_job(self) -> Any:
         task = trio.lowlevel.current_task()
@@ -120,32 +125,36 @@ class TrioJobRunner:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def _work(self, job: Any) -> None:
-        loop = self._loop
-        task = trio.lowlevel.current_task()
         while job is not None:
             with trio.CancelScope() as scope:
                 while job is not None:
-                    future, proc, args, context = job
-                    _compat.set_task_context(task, context)
+                    await self._run_job(scope, job)
+                    # Nothing of the finished job may stay alive while this
+                    # worker is parked (its frame is gone already).
                     job = None
-                    future._trio_scope = scope
-                    if future._cancel_requested:
-                        scope.cancel()
-                    try:
-                        value = await proc(*args)
-                    except trio.Cancelled:
-                        # Ours (the future was cancelled) or the loop's
-                        # closing: either way this scope is done for.
-                        loop._complete_from_trio(future._finish_cancelled)
-                        raise
-                    except BaseException as exc:
-                        loop._complete_from_trio(future._finish_error, exc)
-                        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                            loop._report_fatal(exc)
-                    else:
-                        loop._complete_from_trio(future._finish, value)
-                    finally:
-                        future._trio_scope = None
                     job = await self._next_job()
             if scope.cancelled_caught:
                 job = await self._next_job()
+
+    async def _run_job(self, scope: trio.CancelScope, job: Any) -> None:
+        loop = self._loop
+        future, proc, args = job
+        del job
+        future._trio_scope = scope
+        if future._cancel_requested:
+            scope.cancel()
+        try:
+            value = await proc(*args)
+        except trio.Cancelled:
+            # Ours (the future was cancelled) or the loop's closing: either
+            # way this scope is done for.
+            loop._complete_from_trio(future._finish_cancelled)
+            raise
+        except BaseException as exc:
+            loop._complete_from_trio(future._finish_error, exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                loop._report_fatal(exc)
+        else:
+            loop._complete_from_trio(future._finish, value)
+        finally:
+            future._trio_scope = None

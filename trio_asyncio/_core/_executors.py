@@ -49,10 +49,10 @@ class ExecutorMixin:
             run_sync = self._run_sync_in_trio_thread  # type: ignore[attr-defined]
             return run_sync(func, args, executor._limiter)
         if executor is None:
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
             executor = self._default_executor
             if executor is None:
-                if self._executor_shutdown_called:
-                    raise RuntimeError("Executor shutdown has been called")
                 executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
                 self._default_executor = executor
         elif not isinstance(executor, concurrent.futures.Executor):
@@ -73,11 +73,14 @@ class ExecutorMixin:
         def shut_down() -> None:
             try:
                 executor.shutdown(wait=True)
-                if not self.is_closed():  # type: ignore[attr-defined]
-                    self.call_soon_threadsafe(_set_result_unless_done, future, None)  # type: ignore[attr-defined]
             except BaseException as exc:  # pragma: no cover - reported to the awaiting task
-                if not self.is_closed():  # type: ignore[attr-defined]
-                    self.call_soon_threadsafe(_set_exception_unless_done, future, exc)  # type: ignore[attr-defined]
+                report: Any = (_set_exception_unless_done, future, exc)
+            else:
+                report = (_set_result_unless_done, future, None)
+            try:
+                self.call_soon_threadsafe(*report)  # type: ignore[attr-defined]
+            except RuntimeError:
+                pass  # the loop closed meanwhile (a timeout gave up on us)
 
         thread = threading.Thread(target=shut_down, name="trio-asyncio executor shutdown")
         thread.start()
