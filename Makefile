@@ -25,6 +25,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 BENCH_STAMP := $(VENV)/.installed-bench
+DEMO_STAMP := $(VENV)/.installed-demo
 
 PIP_FLAGS := --quiet --disable-pip-version-check
 PYTEST := -m pytest -p no:cacheprovider
@@ -50,6 +51,11 @@ $(STAMP): pyproject.toml
 $(DOCS_STAMP): $(STAMP)
 	@echo "==> installing the docs extra into $(VENV)"
 	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test,docs]'
+	@touch $@
+
+$(DEMO_STAMP): $(STAMP)
+	@echo "==> installing the demo extra into $(VENV)"
+	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test,demo]'
 	@touch $@
 
 $(BENCH_STAMP): $(STAMP)
@@ -104,7 +110,7 @@ test-all:
 
 # ---------------------------------------------------------------- other tools
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VPY) examples/demo.py
 
 bench: $(BENCH_STAMP)

@@ -98,7 +98,9 @@ class AsyncioAsTrio(Generic[T]):
 
     async def __aexit__(self, *exc_info: Any) -> Any:
         loop = _trio_side_loop(self._loop)
-        return await loop.run_aio_coroutine(_call_in(loop, self._proc.__aexit__, *exc_info))
+        # Clean-up always starts, even in a cancelled Trio scope; a
+        # cancellation then reaches it as one asyncio cancel.
+        return await loop._start_and_wait(_call_in(loop, self._proc.__aexit__, *exc_info))
 
     def __aiter__(self) -> AsyncioAsTrio[T]:
         loop = _trio_side_loop(self._loop)
