@@ -253,10 +253,17 @@ class TrioEventLoop(BaseTrioEventLoop):
 
     def _unhandled_error(self, context: dict[str, Any]) -> None:
         # Async-mode policy: an exception nobody handled surfaces in the
-        # open_loop() block, as Trio users expect; a report without one is
-        # only logged.
+        # open_loop() block, as Trio users expect. Network failures that
+        # transports and servers report (an OSError, which includes
+        # ssl.SSLError, not attributed to a task or callback: a peer
+        # resetting, a client with a bad certificate) are operational, not
+        # bugs: they are logged as the stdlib logs them, like reports
+        # without an exception.
         exc = context.get("exception")
-        if isinstance(exc, BaseException) and not self._closed:
+        operational = isinstance(exc, OSError) and not (
+            "task" in context or "future" in context or "handle" in context
+        )
+        if isinstance(exc, BaseException) and not operational and not self._closed:
             message = context.get("message")
             if message and sys.version_info >= (3, 11):
                 exc.add_note(f"trio-asyncio: {message}")

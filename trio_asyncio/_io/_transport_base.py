@@ -114,7 +114,7 @@ class TransportBase(asyncio.Transport):
         """Report an unexpected transport error; connection resets are only logged in debug."""
         if isinstance(exc, OSError):
             if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
+                logger.debug("%r: %s", self, message, exc_info=exc)
             return
         self._loop.call_exception_handler(
             {
