@@ -72,12 +72,16 @@ class FdWatchingMixin:
             pass  # full: the selector is readable anyway
 
     def _drain_self_pipe(self) -> None:
-        self._self_pipe_armed = False
         try:
             while self._self_reader.recv(4096):  # type: ignore[union-attr]
                 pass
         except (BlockingIOError, InterruptedError):
             pass
+        # Only now: a wake-up racing with the drain must not leave the flag
+        # set over an empty pipe (later wake-ups would skip their byte).
+        # One landing after the recv loop sees the flag still set and skips
+        # its byte, but then we are awake anyway and will see its callback.
+        self._self_pipe_armed = False
 
     def _close_self_pipe(self) -> None:
         if self._self_reader is not None:
