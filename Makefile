@@ -116,6 +116,19 @@ demo: $(DEMO_STAMP)
 bench: $(BENCH_STAMP)
 	$(VPY) -m benchmarks $(BENCH_ARGS)
 
+# Real asyncio libraries against real servers (tests/integration/README.rst:
+# services, TRIO_ASYNCIO_TEST_* addresses; under CI=true a missing service fails).
+INTEGRATION_STAMP := $(VENV)/.installed-integration
+
+$(INTEGRATION_STAMP): $(STAMP)
+	@echo "==> installing the integration extra into $(VENV)"
+	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test,integration]'
+	@touch $@
+
+.PHONY: integration
+integration: $(INTEGRATION_STAMP)
+	$(VPY) $(PYTEST) tests/integration $(PYTEST_ARGS)
+
 docs: $(DOCS_STAMP)
 	$(VPY) -m sphinx -W --keep-going -b html docs docs/_build/html
 	@echo "==> docs built in docs/_build/html/index.html"
@@ -137,3 +150,51 @@ clean:
 	rm -rf $(VENV) .venv-3.* build dist docs/_build .pytest_cache .hypothesis .ruff_cache
 	find . -name '*.egg-info' -prune -exec rm -rf {} +
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# ---------------------------------------------------------------- conformance
+
+# CPython's own test.test_asyncio on our loop (tests/conformance), on every
+# supported Python in turn, each in its .venv-X.Y (set up as test-all does).
+# A missing interpreter or stdlib test package is skipped with a notice, or
+# fails under CI=true. JSON reports go to build/conformance/.
+#   CONFORMANCE_ARGS=...  extra arguments, e.g. CONFORMANCE_ARGS='--mode loop -k "*streams*"'
+CONFORMANCE_ARGS ?=
+
+.PHONY: conformance
+conformance:
+	@failed=(); skipped=(); passed=(); started=$$SECONDS; \
+	case "$${CI:-}" in ""|0|false|False|FALSE|no) in_ci=0 ;; *) in_ci=1 ;; esac; \
+	for v in $(PYTHON_VERSIONS); do \
+	    echo; echo "======== conformance: Python $$v ========"; \
+	    if ! py=$$(bash .ci/find-python "$$v"); then \
+	        if [ "$$in_ci" = 1 ]; then \
+	            echo "ERROR: no Python $$v interpreter found (CI=$$CI)"; failed+=("$$v(missing)"); \
+	        else \
+	            echo "SKIP: no Python $$v interpreter found"; skipped+=("$$v"); \
+	        fi; \
+	        continue; \
+	    fi; \
+	    venv=.venv-$$v; stamp=$$venv/.installed; \
+	    if [ ! -f "$$stamp" ] || [ pyproject.toml -nt "$$stamp" ] || ! "$$venv/bin/python" -c '' 2>/dev/null; then \
+	        echo "==> setting up $$venv with $$py"; \
+	        if ! { "$$py" -m venv "$$venv" \
+	               && "$$venv/bin/python" -m pip install $(PIP_FLAGS) --upgrade pip \
+	               && "$$venv/bin/python" -m pip install $(PIP_FLAGS) -e '.[test]' \
+	               && touch "$$stamp"; }; then \
+	            echo "ERROR: installing into $$venv failed"; failed+=("$$v(install)"); continue; \
+	        fi; \
+	    fi; \
+	    status=0; "$$venv/bin/python" -m tests.conformance.run $(CONFORMANCE_ARGS) || status=$$?; \
+	    if [ "$$status" = 0 ]; then \
+	        passed+=("$$v"); \
+	    elif [ "$$status" = 4 ] && [ "$$in_ci" = 0 ]; then \
+	        echo "SKIP: Python $$v has no stdlib test package"; skipped+=("$$v"); \
+	    else \
+	        echo "ERROR: conformance failed on Python $$v (exit $$status)"; failed+=("$$v"); \
+	    fi; \
+	done; \
+	echo; echo "======== conformance summary ($$((SECONDS - started)) s) ========"; \
+	echo "passed:  $${passed[*]:-none}"; \
+	echo "skipped: $${skipped[*]:-none}"; \
+	echo "failed:  $${failed[*]:-none}"; \
+	[ $${#failed[@]} -eq 0 ]
