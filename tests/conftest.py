@@ -11,6 +11,10 @@ import trio
 
 import trio_asyncio
 
+# Every test fails if it leaks fds, threads, loops, tasks or process state
+# (tests/_leak_guard.py; opt out with @pytest.mark.allow_leaks).
+pytest_plugins = ["_leak_guard"]
+
 
 def run_on_trio_asyncio(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     """Run asyncio coroutine function *fn* on our loop, inside trio.run + open_loop."""

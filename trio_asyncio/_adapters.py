@@ -9,9 +9,11 @@ cancellation and contextvars cross as described in ``BaseTrioEventLoop``.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import inspect
 import sys
+import threading
 import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -19,20 +21,35 @@ from typing import Any, Generic, TypeVar
 import trio
 
 from . import _compat
-from ._core._current import current_loop, get_current_loop
-from ._loop_base import BaseTrioEventLoop
+from ._core._current import NO_LOOP, current_loop, get_current_loop
+from ._loop_base import BaseTrioEventLoop, _close_unstarted
 
 T = TypeVar("T")
 
 
 def _trio_side_loop(loop: BaseTrioEventLoop | None) -> BaseTrioEventLoop:
     if loop is not None:
+        if not isinstance(loop, BaseTrioEventLoop):
+            raise TypeError(f"loop must be a trio-asyncio loop, got {loop!r}")
         return loop
-    return get_current_loop()  # type: ignore[no-any-return]
+    found = current_loop.get()
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    running = _compat.get_running_loop_or_none()
+    if running is not None and _compat.sniffio_state.name == "asyncio":
+        raise RuntimeError(
+            "aio_as_trio() and run_aio_*() are for Trio code, but this is asyncio code "
+            f"(running on {running!r}): await the asyncio code directly."
+        )
+    raise RuntimeError(NO_LOOP)
 
 
-def _asyncio_side_loop(loop: BaseTrioEventLoop | None) -> BaseTrioEventLoop:
+def _asyncio_side_loop(
+    loop: BaseTrioEventLoop | None, what: str = "trio_as_aio()"
+) -> BaseTrioEventLoop:
     if loop is not None:
+        if not isinstance(loop, BaseTrioEventLoop):
+            raise TypeError(f"loop must be a trio-asyncio loop, got {loop!r}")
         return loop
     running = _compat.get_running_loop_or_none()
     if isinstance(running, BaseTrioEventLoop):
@@ -41,14 +58,40 @@ def _asyncio_side_loop(loop: BaseTrioEventLoop | None) -> BaseTrioEventLoop:
         found = current_loop.get()
         if found is not None:
             return found  # type: ignore[no-any-return]
-        raise RuntimeError(
-            "trio_as_aio() must be used from asyncio code running on a trio-asyncio loop"
-        )
+        raise RuntimeError(f"{what} must be used from asyncio code running on a trio-asyncio loop")
     raise RuntimeError(
-        f"trio_as_aio() needs a trio-asyncio loop, but the running loop is {running!r}. "
+        f"{what} needs a trio-asyncio loop, but the running loop is {running!r}. "
         "Use trio_asyncio.open_loop(), trio_asyncio.run() or "
         "trio_asyncio.new_event_loop()."
     )
+
+
+def _check_future_loop(loop: BaseTrioEventLoop, future: Any) -> None:
+    """Refuse to wait, from Trio, for a future that this Trio run can never be woken by."""
+    if not isinstance(future, asyncio.Future):
+        return
+    owner = future.get_loop()
+    if owner is loop:
+        return
+    if not isinstance(owner, BaseTrioEventLoop):
+        raise ValueError(
+            f"The future belongs to {owner!r}, not to a trio-asyncio loop: "
+            "Trio code cannot wait for it"
+        )
+    tid = owner._thread_id
+    if tid is not None and tid != threading.get_ident():
+        raise RuntimeError(
+            "The future belongs to a trio-asyncio loop that runs in another thread: "
+            "use asyncio.run_coroutine_threadsafe() or loop.call_soon_threadsafe() to reach it"
+        )
+
+
+def _check_async_cm(obj: Any) -> None:
+    if not hasattr(type(obj), "__aenter__") or not hasattr(type(obj), "__aexit__"):
+        raise TypeError(
+            f"{type(obj).__name__!r} object does not support the asynchronous "
+            "context manager protocol"
+        )
 
 
 class AsyncioAsTrio(Generic[T]):
@@ -90,10 +133,12 @@ class AsyncioAsTrio(Generic[T]):
 
     def __await__(self) -> Any:
         loop = _trio_side_loop(self._loop)
+        _check_future_loop(loop, self._proc)
         return loop.run_aio_future(self._proc).__await__()
 
     async def __aenter__(self) -> Any:
         loop = _trio_side_loop(self._loop)
+        _check_async_cm(self._proc)
         return await loop.run_aio_coroutine(_call_in(loop, self._proc.__aenter__))
 
     async def __aexit__(self, *exc_info: Any) -> Any:
@@ -106,7 +151,7 @@ class AsyncioAsTrio(Generic[T]):
         loop = _trio_side_loop(self._loop)
         saved = loop._enter_asyncio()
         try:
-            iterator = self._proc.__aiter__()
+            iterator = aiter(self._proc)
         finally:
             loop._leave_asyncio(saved)
         wrapper: AsyncioAsTrio[T] = AsyncioAsTrio(self._proc, loop)
@@ -183,6 +228,7 @@ class TrioAsAsyncio(Generic[T]):
         # entered and exited by the same Trio task: one job holds the whole
         # block and waits for the exit signal.
         loop = _asyncio_side_loop(self._loop)
+        _check_async_cm(self._proc)
         if self._held is not None:
             raise RuntimeError(f"{self!r} is already entered")
         held = self._held = _HeldContext(loop)
@@ -196,7 +242,7 @@ class TrioAsAsyncio(Generic[T]):
 
     def __aiter__(self) -> TrioAsAsyncio[T]:
         wrapper: TrioAsAsyncio[T] = TrioAsAsyncio(self._proc, self._loop)
-        wrapper._iterator = self._proc.__aiter__()
+        wrapper._iterator = aiter(self._proc)
         return wrapper
 
     async def __anext__(self) -> T:
@@ -279,12 +325,23 @@ trio_as_asyncio = trio_as_aio
 
 async def run_aio_coroutine(coro: Awaitable[T], *, loop: BaseTrioEventLoop | None = None) -> T:
     """Await an asyncio coroutine from Trio. Trio-flavoured."""
-    return await _trio_side_loop(loop).run_aio_coroutine(coro)  # type: ignore[no-any-return]
+    try:
+        target = _trio_side_loop(loop)
+    except BaseException:
+        _close_unstarted(coro)  # no "never awaited" warning on top of the error
+        raise
+    return await target.run_aio_coroutine(coro)  # type: ignore[no-any-return]
 
 
 async def run_aio_future(future: Awaitable[T], *, loop: BaseTrioEventLoop | None = None) -> T:
     """Await an asyncio future from Trio; cancelling the caller cancels it. Trio-flavoured."""
-    return await _trio_side_loop(loop).run_aio_future(future)  # type: ignore[no-any-return]
+    try:
+        target = _trio_side_loop(loop)
+    except BaseException:
+        _close_unstarted(future)
+        raise
+    _check_future_loop(target, future)
+    return await target.run_aio_future(future)  # type: ignore[no-any-return]
 
 
 async def run_aio_generator(loop: BaseTrioEventLoop | None, async_generator: Any) -> Any:
@@ -304,12 +361,15 @@ async def run_aio_generator(loop: BaseTrioEventLoop | None, async_generator: Any
 
 def run_trio(proc: Callable[..., Awaitable[T]], *args: Any) -> asyncio.Future[T]:
     """Start Trio code from asyncio (or sync code on the loop); return an asyncio future."""
-    return _asyncio_side_loop(None).run_trio(proc, *args)
+    return _asyncio_side_loop(None, "run_trio()").run_trio(proc, *args)
 
 
 def run_trio_task(proc: Callable[..., Awaitable[Any]], *args: Any) -> None:
     """Start a Trio task from asyncio whose errors end the enclosing ``open_loop()``."""
-    _asyncio_side_loop(None).run_trio_task(proc, *args)
+    loop = _asyncio_side_loop(None, "run_trio_task()")
+    if not callable(proc):
+        raise TypeError(f"run_trio_task() expects an async function, got {proc!r}")
+    loop.run_trio_task(proc, *args)
 
 
 async def allow_asyncio(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
@@ -320,6 +380,9 @@ async def allow_asyncio(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: A
     """
     loop = get_current_loop()
     coro = fn(*args, **kwargs)
+    if not isinstance(coro, collections.abc.Coroutine):
+        _close_unstarted(coro)
+        raise TypeError(f"allow_asyncio() expects an async function, but {fn!r} returned {coro!r}")
     send: Any = None
     throw: BaseException | None = None
     while True:

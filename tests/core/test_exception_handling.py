@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import logging
 import subprocess
@@ -122,6 +123,35 @@ def test_a_handler_that_raises_is_logged_not_propagated(aio_run, caplog):
     assert record.name == "asyncio"
     assert record.getMessage().startswith("Unhandled error in exception handler")
     assert isinstance(record.exc_info[1], RuntimeError)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="get_context() of tasks/handles: 3.12+")
+def test_a_custom_handler_runs_in_the_context_of_what_failed(aio_run):
+    var = contextvars.ContextVar("var", default="outside")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        seen = []
+        loop.set_exception_handler(lambda loop, context: seen.append(var.get()))
+
+        def callback():
+            var.set("callback")
+            _boom()
+
+        async def failing():
+            var.set("task")
+            _boom()
+
+        loop.call_soon(callback)
+        await asyncio.sleep(0)
+        loop.create_task(failing())  # never awaited: reported when collected
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        gc.collect()
+        loop.set_exception_handler(None)
+        return seen
+
+    assert aio_run(scenario) == ["callback", "task"]
 
 
 def test_default_exception_handler_logs_message_extra_keys_and_traceback(aio_run, caplog):

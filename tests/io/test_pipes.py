@@ -659,6 +659,8 @@ def test_pipe_transports_close_after_loop_close(trio_aio_run: Callable[..., Any]
 
     trio_aio_run(main)
     rfile, wfile, read_transport, write_transport = kept
+    # As in the stdlib, their repr says "open" (there is no selector to ask any more).
+    assert "open" in repr(read_transport) and "open" in repr(write_transport)
     read_transport.close()
     write_transport.close()
     assert rfile.closed and wfile.closed

@@ -300,6 +300,38 @@ def test_udp_sendto_recvfrom(aio_run_311: Callable[..., Any]) -> None:
     aio_run_311(main)
 
 
+class _RebindsSendto:
+    """A socket wrapper whose first ``sendto`` blocks and rebinds ``sendto`` to the real one."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.sendto = self._blocked
+
+    def _blocked(self, *args: Any) -> int:
+        self.sendto = self._sock.sendto
+        raise BlockingIOError
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def test_sendto_retry_looks_the_method_up_again(aio_run_311: Callable[..., Any]) -> None:
+    """Each try calls ``sock.sendto`` afresh, as the stdlib does (it used to hang)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        rx = nb_socket(type=socket.SOCK_DGRAM)
+        tx = nb_socket(type=socket.SOCK_DGRAM)
+        with closing_all(rx, tx):
+            rx.bind((LOCALHOST, 0))
+            wrapper: Any = _RebindsSendto(tx)
+            sent = await asyncio.wait_for(loop.sock_sendto(wrapper, b"hi", rx.getsockname()), 5)
+            assert sent == 2
+            assert (await loop.sock_recvfrom(rx, 10))[0] == b"hi"
+
+    aio_run_311(main)
+
+
 # ---- connect and accept -------------------------------------------------------------------
 
 

@@ -26,7 +26,11 @@ _state = threading.local()
 
 
 class _Dispatcher:
-    """The per-thread hook pair; installed while at least one loop needs it."""
+    """The per-thread hook pair; installed while at least one loop needs it.
+
+    One per thread, for good: hooks installed on top of it (a sync loop's
+    Trio guest run) keep a reference to it and may put it back later.
+    """
 
     def __init__(self) -> None:
         self.users = 0
@@ -69,22 +73,33 @@ def _install() -> None:
     dispatcher = getattr(_state, "dispatcher", None)
     if dispatcher is None:
         dispatcher = _state.dispatcher = _Dispatcher()
+    if dispatcher.users == 0:
+        current = sys.get_asyncgen_hooks()
+        if current.firstiter != dispatcher.firstiter:  # never our own previous
+            dispatcher.previous = current
         sys.set_asyncgen_hooks(firstiter=dispatcher.firstiter, finalizer=dispatcher.finalizer)
     dispatcher.users += 1
 
 
 def _uninstall() -> None:
     dispatcher = getattr(_state, "dispatcher", None)
-    if dispatcher is None:
+    if dispatcher is None or dispatcher.users == 0:
         return
     dispatcher.users -= 1
-    if dispatcher.users > 0:
-        return
-    _state.dispatcher = None
-    current = sys.get_asyncgen_hooks()
-    # Only restore if nobody installed hooks on top of ours meanwhile.
-    if current.firstiter == dispatcher.firstiter:
+    if dispatcher.users == 0:
+        # Like the stdlib loop: the thread gets back the hooks it had before,
+        # even if someone installed others on top meanwhile (see
+        # AsyncGenMixin._uninstall_asyncgen_hooks for the sync loop's Trio).
         sys.set_asyncgen_hooks(*dispatcher.previous)
+
+
+def _hooks_above_ours() -> Any:
+    """The hooks installed on top of our dispatcher, or None if ours are on top."""
+    current = sys.get_asyncgen_hooks()
+    dispatcher = getattr(_state, "dispatcher", None)
+    if dispatcher is None or current.firstiter == dispatcher.firstiter:
+        return None
+    return current
 
 
 class AsyncGenMixin:
@@ -92,15 +107,23 @@ class AsyncGenMixin:
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._hooks_installed = False
+        # Hooks that were on top of ours when a run ended: a sync loop's Trio
+        # guest run installs its own during a run and outlives it. They are
+        # taken off between runs and put back on top at the next one.
+        self._asyncgen_hooks_above: Any = None
 
     def _install_asyncgen_hooks(self) -> None:
         if not self._hooks_installed:
             self._hooks_installed = True
             _install()
+            above, self._asyncgen_hooks_above = self._asyncgen_hooks_above, None
+            if above is not None:
+                sys.set_asyncgen_hooks(*above)
 
     def _uninstall_asyncgen_hooks(self) -> None:
         if self._hooks_installed:
             self._hooks_installed = False
+            self._asyncgen_hooks_above = _hooks_above_ours()
             _uninstall()
 
     def _finalize_asyncgen(self, agen: Any) -> None:

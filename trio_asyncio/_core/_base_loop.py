@@ -312,6 +312,11 @@ class CoreEventLoop(
     ) -> asyncio.Task[Any]:
         """Wrap *coro* in a task (through the task factory, if one is set)."""
         self._check_closed()
+        tid = self._thread_id
+        if tid is not None and tid != _get_ident():
+            # Before the task exists: one half-made by a refused call_soon()
+            # would be reported as "destroyed but pending" later.
+            self._raise_wrong_thread("create_task")
         factory = self._task_factory
         if factory is None:
             if context is None:

@@ -70,7 +70,11 @@ class ExceptionHandlingMixin:
                 logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
-            handler(self, context)
+            run_in = _context_of(context)
+            if run_in is None:
+                handler(self, context)
+            else:
+                run_in.run(handler, self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -94,6 +98,24 @@ class ExceptionHandlingMixin:
     def _unhandled_error(self, context: dict[str, Any]) -> None:
         """What an error nobody handles does; drivers may override. Default: log."""
         self.default_exception_handler(context)
+
+
+def _context_of(context: dict[str, Any]) -> Any:
+    """The contextvars of the task, future or handle that *context* reports about.
+
+    A custom handler runs in them, as in the stdlib (3.12+, where tasks and
+    handles have ``get_context()``); None where there are none.
+    """
+    thing = context.get("task")
+    if thing is None:
+        thing = context.get("future")  # may hold a task
+    if thing is None:
+        thing = context.get("handle")
+    get_context = getattr(thing, "get_context", None)
+    if get_context is None:
+        return None
+    run_in = get_context()
+    return run_in if hasattr(run_in, "run") else None
 
 
 def short_repr(obj: object) -> str:

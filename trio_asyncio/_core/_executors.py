@@ -32,8 +32,10 @@ class ExecutorMixin:
         self._executor_shutdown_called = False
 
     def set_default_executor(self, executor: concurrent.futures.Executor) -> None:
-        if not isinstance(executor, concurrent.futures.Executor):
-            raise TypeError("executor must be an instance of concurrent.futures.Executor")
+        # As the stdlib (3.11+): the default executor also runs getaddrinfo()
+        # and friends, so it must be a thread pool.
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
 
     def run_in_executor(

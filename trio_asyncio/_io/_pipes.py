@@ -75,7 +75,11 @@ class _PipeLifecycle:
         elif self._closing:
             info.append("closing")
         info.append(f"fd={self._fileno}")
-        if self._pipe is not None:
+        if self._pipe is None:
+            pass
+        elif self._loop.is_closed():
+            info.append("open")  # no selector to ask any more: say what the stdlib says
+        else:
             info.append(("polling" if polling else "idle") + f" ({event_name})")
         return info
 

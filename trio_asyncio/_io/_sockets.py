@@ -77,6 +77,17 @@ def _retry_when_ready(fut: asyncio.Future[Any], call: Callable[..., Any], *args:
         fut.set_result(result)
 
 
+def _retry_method_when_ready(
+    fut: asyncio.Future[Any], sock: socket.socket, method: str, *args: Any
+) -> None:
+    """Like :func:`_retry_when_ready`, with ``sock.<method>`` looked up at each try.
+
+    As in the stdlib: a socket wrapper (or a test's mock) may replace the
+    method between tries.
+    """
+    _retry_when_ready(fut, getattr(sock, method), *args)
+
+
 def _send_rest(fut: asyncio.Future[Any], sock: socket.socket, rest: list[memoryview]) -> None:
     """Writer callback of sock_sendall: send what is left (``rest[0]``, bytes)."""
     if fut.done():
@@ -365,7 +376,7 @@ class SocketOpsMixin:
             return sock.recv(n)
         except _RETRY:
             pass
-        return await self._wait_readable(sock, _retry_when_ready, sock.recv, n)  # type: ignore[no-any-return]
+        return await self._wait_readable(sock, _retry_method_when_ready, sock, "recv", n)  # type: ignore[no-any-return]
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into the writable buffer *buf*; return the byte count. asyncio-flavoured."""
@@ -374,7 +385,7 @@ class SocketOpsMixin:
             return sock.recv_into(buf)
         except _RETRY:
             pass
-        return await self._wait_readable(sock, _retry_when_ready, sock.recv_into, buf)  # type: ignore[no-any-return]
+        return await self._wait_readable(sock, _retry_method_when_ready, sock, "recv_into", buf)  # type: ignore[no-any-return]
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram of up to *bufsize* bytes: ``(data, address)``. asyncio-flavoured."""
@@ -383,7 +394,7 @@ class SocketOpsMixin:
             return sock.recvfrom(bufsize)
         except _RETRY:
             pass
-        return await self._wait_readable(sock, _retry_when_ready, sock.recvfrom, bufsize)  # type: ignore[no-any-return]
+        return await self._wait_readable(sock, _retry_method_when_ready, sock, "recvfrom", bufsize)  # type: ignore[no-any-return]
 
     async def sock_recvfrom_into(
         self, sock: socket.socket, buf: Any, nbytes: int = 0
@@ -400,7 +411,7 @@ class SocketOpsMixin:
         except _RETRY:
             pass
         return await self._wait_readable(  # type: ignore[no-any-return]
-            sock, _retry_when_ready, sock.recvfrom_into, buf, nbytes
+            sock, _retry_method_when_ready, sock, "recvfrom_into", buf, nbytes
         )
 
     # ---- sending ------------------------------------------------------------------
@@ -437,7 +448,9 @@ class SocketOpsMixin:
             return sock.sendto(data, address)
         except _RETRY:
             pass
-        return await self._wait_writable(sock, _retry_when_ready, sock.sendto, data, address)  # type: ignore[no-any-return]
+        return await self._wait_writable(  # type: ignore[no-any-return]
+            sock, _retry_method_when_ready, sock, "sendto", data, address
+        )
 
     # ---- connecting and accepting ----------------------------------------------
 
