@@ -206,6 +206,19 @@ def run_probe(probe: Probe, kind: str) -> Outcome:
     """Run *probe* on a fresh loop of *kind* ("stdlib", "sync" or "trio")."""
     if kind == "trio":
         return _run_probe_in_trio(probe)
+    if kind == "stdlib":
+        # The reference may damage the thread's state (3.13's run_forever() from a
+        # wrong thread leaves the loop's async-generator hooks installed): undo it,
+        # so that the leak guard judges only our loops.
+        hooks = sys.get_asyncgen_hooks()
+        try:
+            return _run_probe_on(probe, kind)
+        finally:
+            sys.set_asyncgen_hooks(*hooks)
+    return _run_probe_on(probe, kind)
+
+
+def _run_probe_on(probe: Probe, kind: str) -> Outcome:
     loop = asyncio.SelectorEventLoop() if kind == "stdlib" else trio_asyncio.new_event_loop()
     env = Env(loop, kind)
     try:
@@ -386,15 +399,15 @@ probe("call_soon: wrong thread", lambda e: e.loop.call_soon(_noop), RuntimeError
 probe("call_soon: wrong thread, not in debug mode", lambda e: e.loop.call_soon(_noop), RuntimeError, state="other thread", compare="ours", why=ALWAYS_THREAD_CHECKED, match=WRONG_THREAD)
 probe("call_soon: stopped loop, None", lambda e: e.loop.call_soon(None), TypeError, state="stopped", kinds=("sync",), debug=True)
 probe("call_soon_threadsafe: wrong thread is fine", lambda e: e.loop.call_soon_threadsafe(_noop), None, state="other thread", debug=True)
-probe("call_later: delay None", lambda e: e.loop.call_later(None, _noop), TypeError)
+probe("call_later: delay None", lambda e: e.loop.call_later(None, _noop), TypeError, stdlib_since=(3, 11))
 probe("call_later: delay a str", lambda e: e.loop.call_later("1", _noop), TypeError)
 probe("call_later: a negative delay is fine", lambda e: e.loop.call_later(-1, _noop), None)
 probe("call_later: callback None", lambda e: e.loop.call_later(1, None), TypeError, debug=True)
 probe("call_later: a coroutine function", lambda e: e.loop.call_later(1, _coro_fn), TypeError, debug=True)
 probe("call_later: callback an int, not in debug mode", lambda e: e.loop.call_later(1, 42), TypeError, compare="ours", why=STRICTER)
-probe("call_later: closed loop", lambda e: e.loop.call_later(1, _noop), RuntimeError, state="closed" )
+probe("call_later: closed loop", lambda e: e.loop.call_later(1, _noop), RuntimeError, state="closed")
 probe("call_later: wrong thread", lambda e: e.loop.call_later(1, _noop), RuntimeError, state="other thread", debug=True, compare="type", match=WRONG_THREAD)
-probe("call_at: when None", lambda e: e.loop.call_at(None, _noop), TypeError)
+probe("call_at: when None", lambda e: e.loop.call_at(None, _noop), TypeError, stdlib_since=(3, 11))
 probe("call_at: callback None", lambda e: e.loop.call_at(1, None), TypeError, debug=True)
 probe("call_at: callback an int, not in debug mode", lambda e: e.loop.call_at(1, 42), TypeError, compare="ours", why=STRICTER)
 probe("call_at: closed loop", lambda e: e.loop.call_at(1, _noop), RuntimeError, state="closed")
@@ -404,7 +417,7 @@ probe("call_at: wrong thread", lambda e: e.loop.call_at(1, _noop), RuntimeError,
 probe("create_task: None", lambda e: e.loop.create_task(None), TypeError)
 probe("create_task: a coroutine function", lambda e: e.loop.create_task(_coro_fn), TypeError)
 probe("create_task: an int", lambda e: e.loop.create_task(42), TypeError)
-probe("create_task: closed loop", lambda e: e.loop.create_task(e.coro()), RuntimeError, state="closed" )
+probe("create_task: closed loop", lambda e: e.loop.create_task(e.coro()), RuntimeError, state="closed")
 probe("create_task: wrong thread", lambda e: e.loop.create_task(e.coro()), RuntimeError, state="other thread", debug=True, compare="type", match=r"Non-thread-safe operation create_task\(\)", setup=lambda loop, kind: _quiet_half_made_tasks(loop, kind))
 probe("create_future: closed loop is fine", lambda e: e.loop.create_future(), None, state="closed")
 probe("set_task_factory: an int", lambda e: e.loop.set_task_factory(42), TypeError)
@@ -512,16 +525,17 @@ for method, args in [
     def m(e: Env, method: str = method) -> Any:
         return getattr(e.loop, method)
 
-    probe(f"{method}: an int", lambda e, m=m, args=args: m(e)(42, *args), AttributeError, compare="type")
-    probe(f"{method}: a closed socket", lambda e, m=m, args=args: m(e)(e.closed_socket(), *args), OSError)
-    probe(f"{method}: a blocking socket", lambda e, m=m, args=args: m(e)(e.socket(blocking=True), *args), ValueError, debug=True)
+    since = (3, 11) if method in ("sock_recvfrom", "sock_recvfrom_into", "sock_sendto") else (3, 0)
+    probe(f"{method}: an int", lambda e, m=m, args=args: m(e)(42, *args), AttributeError, compare="type", stdlib_since=since)
+    probe(f"{method}: a closed socket", lambda e, m=m, args=args: m(e)(e.closed_socket(), *args), OSError, stdlib_since=since)
+    probe(f"{method}: a blocking socket", lambda e, m=m, args=args: m(e)(e.socket(blocking=True), *args), ValueError, debug=True, stdlib_since=since)
 probe("sock_recv: negative size", lambda e: e.loop.sock_recv(e.socketpair()[0], -1), ValueError)
 probe("sock_recv: size a str", lambda e: e.loop.sock_recv(e.socketpair()[0], "x"), TypeError)
 probe("sock_recv_into: bytes", lambda e: e.loop.sock_recv_into(e.socketpair()[0], b"xx"), TypeError)
-probe("sock_recvfrom_into: None", lambda e: e.loop.sock_recvfrom_into(e.socket(type=socket.SOCK_DGRAM), None), TypeError)
+probe("sock_recvfrom_into: None", lambda e: e.loop.sock_recvfrom_into(e.socket(type=socket.SOCK_DGRAM), None), TypeError, stdlib_since=(3, 11))
 probe("sock_sendall: a str", lambda e: e.loop.sock_sendall(e.socketpair()[0], "str"), TypeError)
 probe("sock_sendall: None", lambda e: e.loop.sock_sendall(e.socketpair()[0], None), TypeError)
-probe("sock_sendto: address None", lambda e: e.loop.sock_sendto(e.socket(type=socket.SOCK_DGRAM), b"x", None), TypeError)
+probe("sock_sendto: address None", lambda e: e.loop.sock_sendto(e.socket(type=socket.SOCK_DGRAM), b"x", None), TypeError, stdlib_since=(3, 11))
 probe("sock_connect: address None", lambda e: e.loop.sock_connect(e.socket(), None), TypeError)
 probe("sock_connect: port out of range", lambda e: e.loop.sock_connect(e.socket(), ("127.0.0.1", 99999)), OverflowError)
 probe("sock_accept: an unbound socket", lambda e: e.loop.sock_accept(e.socket()), OSError)
@@ -553,10 +567,10 @@ probe("create_connection: a closed sock", lambda e: e.loop.create_connection(PF,
 probe("create_connection: factory an int", lambda e: e.loop.create_connection(42, sock=e.socketpair()[0]), TypeError)
 probe("create_connection: server_hostname without ssl", lambda e: e.loop.create_connection(PF, *LOCAL, server_hostname="x"), ValueError)
 probe("create_connection: ssl_handshake_timeout without ssl", lambda e: e.loop.create_connection(PF, *LOCAL, ssl_handshake_timeout=1), ValueError)
-probe("create_connection: ssl_shutdown_timeout without ssl", lambda e: e.loop.create_connection(PF, *LOCAL, ssl_shutdown_timeout=1), ValueError)
+probe("create_connection: ssl_shutdown_timeout without ssl", lambda e: e.loop.create_connection(PF, *LOCAL, ssl_shutdown_timeout=1), ValueError, stdlib_since=(3, 11))
 probe("create_connection: ssl without a host name", lambda e: e.loop.create_connection(PF, sock=e.socketpair()[0], ssl=ctx), ValueError)
-probe("create_connection: negative ssl_handshake_timeout", lambda e: e.loop.create_connection(PF, sock=e.socketpair()[0], ssl=ctx, server_hostname="x", ssl_handshake_timeout=-1 ), ValueError)
-probe("create_connection: zero ssl_handshake_timeout", lambda e: e.loop.create_connection(PF, sock=e.socketpair()[0], ssl=ctx, server_hostname="x", ssl_handshake_timeout=0 ), ValueError)
+probe("create_connection: negative ssl_handshake_timeout", lambda e: e.loop.create_connection(PF, sock=e.socketpair()[0], ssl=ctx, server_hostname="x", ssl_handshake_timeout=-1), ValueError)
+probe("create_connection: zero ssl_handshake_timeout", lambda e: e.loop.create_connection(PF, sock=e.socketpair()[0], ssl=ctx, server_hostname="x", ssl_handshake_timeout=0), ValueError)
 probe("create_connection: local_addr a str", lambda e: e.loop.create_connection(PF, *LOCAL, local_addr="x"), ValueError)
 probe("create_connection: closed loop", lambda e: e.loop.create_connection(PF, *LOCAL), RuntimeError, state="closed", bug=BUG_SELECTOR_CLOSED)
 probe("create_server: no address", lambda e: e.loop.create_server(PF), ValueError)
@@ -581,8 +595,8 @@ probe("connect_accepted_socket: a UDP sock", lambda e: e.loop.connect_accepted_s
 probe("connect_accepted_socket: an int", lambda e: e.loop.connect_accepted_socket(PF, 42), AttributeError)
 probe("connect_accepted_socket: ssl_handshake_timeout without ssl", lambda e: e.loop.connect_accepted_socket(PF, e.socketpair()[0], ssl_handshake_timeout=1), ValueError)
 probe("create_datagram_endpoint: no address", lambda e: e.loop.create_datagram_endpoint(DPF), ValueError)
-probe("create_datagram_endpoint: a TCP sock", lambda e: e.loop.create_datagram_endpoint(DPF, sock=e.socket()), ValueError, compare="type", match="A UDP Socket was expected, got " + SOCK_REPR)
-probe("create_datagram_endpoint: sock and local_addr", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr=("127.0.0.1", 0), sock=e.socket(type=socket.SOCK_DGRAM) ), ValueError)
+probe("create_datagram_endpoint: a TCP sock", lambda e: e.loop.create_datagram_endpoint(DPF, sock=e.socket()), ValueError, compare="type", match="A (UDP|datagram) [Ss]ocket was expected, got " + SOCK_REPR)
+probe("create_datagram_endpoint: sock and local_addr", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr=("127.0.0.1", 0), sock=e.socket(type=socket.SOCK_DGRAM)), ValueError, compare="type", match="socket modifier keyword arguments can not be used when sock is specified")
 probe("create_datagram_endpoint: local_addr a str", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr="x"), TypeError)
 probe("create_datagram_endpoint: a unix local_addr an int", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr=42, family=socket.AF_UNIX), TypeError)
 probe("create_datagram_endpoint: sock an int", lambda e: e.loop.create_datagram_endpoint(DPF, sock=42), AttributeError)
@@ -634,7 +648,7 @@ probe("sendfile: count a str", lambda e: _sendfile(e, count="x"), TypeError)
 probe("start_tls: transport None", lambda e: e.loop.start_tls(None, PF(), ctx), TypeError)
 probe("start_tls: sslcontext an int", lambda e: _start_tls(e, 42), TypeError)
 probe("start_tls: negative ssl_handshake_timeout", lambda e: _start_tls(e, ctx, server_hostname="x", ssl_handshake_timeout=-1), ValueError)
-probe("start_tls: zero ssl_shutdown_timeout", lambda e: _start_tls(e, ctx, server_hostname="x", ssl_shutdown_timeout=0), ValueError)
+probe("start_tls: zero ssl_shutdown_timeout", lambda e: _start_tls(e, ctx, server_hostname="x", ssl_shutdown_timeout=0), ValueError, stdlib_since=(3, 11))
 
 # -- signals (the main thread only)
 probe("add_signal_handler: signal 0", lambda e: e.loop.add_signal_handler(0, _noop), ValueError)
@@ -685,7 +699,9 @@ def test_loop_misuse(p: Probe, kind: str) -> None:
     if p.expect is None:
         assert ours.kind == "returned", f"ours: {ours}"
         return
-    assert ours.kind == "raised" and ours.type is p.expect, f"ours: {ours}"
+    assert ours.kind == "raised", f"ours: {ours}"
+    if compare == "ours" or sys.version_info >= (3, 11):  # the table speaks of 3.11+
+        assert ours.type is p.expect, f"ours: {ours}"
     if p.match is not None:
         assert re.search(p.match, ours.message), f"ours: {ours}"
 
