@@ -6,13 +6,12 @@ Started by ``run.py``, never by hand::
     python -m tests.conformance.worker run MODE IDS EVENTS
 
 ``list`` writes the ids of MODE's tests, one a line. ``run`` runs the tests
-whose ids are in the file IDS (``<id>\t<timeout>`` lines; in the suite's
-order) and appends one JSON
-object a line to EVENTS: ``{"event": "start", "id": ...}`` and then
-``{"event": "end", "id": ..., "outcome": ..., ...}`` for each test. A test
-that outlives its timeout makes faulthandler dump every thread's stack
-to stderr and end the process; ``run.py`` then records a timeout and starts
-a new worker for the remaining tests.
+listed in the file IDS (``<id>\t<timeout in s>`` lines), in the suite's order,
+and appends one JSON object a line to EVENTS: ``{"event": "start", "id": ...}``
+and then ``{"event": "end", "id": ..., "outcome": ..., ...}`` for each test,
+and ``{"event": "done"}`` at the end. A test that outlives its timeout makes
+faulthandler dump every thread's stack to stderr and end the process;
+``run.py`` then records a timeout and starts a new worker for the rest.
 """
 
 from __future__ import annotations
