@@ -36,6 +36,23 @@ def run_on_stdlib(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         loop.close()
 
 
+def run_on_sync_loop(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run *fn* on our sync-mode loop (``run_until_complete``, no Trio around)."""
+    loop = trio_asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(fn(*args))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+#: Every loop kind: the stdlib reference and both of our drivers.
+EVERY_DRIVER = {
+    "stdlib": run_on_stdlib,
+    "trio_asyncio": run_on_trio_asyncio,
+    "sync": run_on_sync_loop,
+}
+
 LOOP_RUNNERS = {
     "trio_asyncio": run_on_trio_asyncio,
     "stdlib": run_on_stdlib,
@@ -46,6 +63,12 @@ LOOP_RUNNERS = {
 def aio_run(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """``aio_run(coro_fn, *args)`` runs on each loop kind in turn (differential tests)."""
     return LOOP_RUNNERS[request.param]
+
+
+@pytest.fixture(params=sorted(EVERY_DRIVER))
+def aio_run_every_driver(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Like ``aio_run``, but also on our sync-mode loop."""
+    return EVERY_DRIVER[request.param]
 
 
 @pytest.fixture

@@ -16,48 +16,16 @@ from typing import Any
 
 import pytest
 import trio
+from conftest import EVERY_DRIVER
 
 import trio_asyncio
 from trio_asyncio._compat import is_trio_signal_handler as _installed_by_trio
 
 
-def run_on_stdlib(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run *fn* on a plain stdlib selector loop (the reference behaviour)."""
-    loop = asyncio.SelectorEventLoop()
-    try:
-        return loop.run_until_complete(fn(*args))
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
-def run_on_trio_asyncio(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run *fn* on our Trio-hosted loop, inside trio.run + open_loop."""
-
-    async def main() -> Any:
-        async with trio_asyncio.open_loop():
-            return await trio_asyncio.aio_as_trio(fn)(*args)
-
-    return trio.run(main)
-
-
-def run_on_sync_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run *fn* on our sync-mode loop (``run_until_complete``, no Trio around)."""
-    loop = trio_asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(fn(*args))
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
-_RUNNERS = {"stdlib": run_on_stdlib, "trio_asyncio": run_on_trio_asyncio, "sync": run_on_sync_loop}
-
-
-@pytest.fixture(params=sorted(_RUNNERS))
-def aio_run(request: pytest.FixtureRequest) -> Callable[..., Any]:
+@pytest.fixture
+def aio_run(aio_run_every_driver: Callable[..., Any]) -> Callable[..., Any]:
     """Overrides the conftest's: the stdlib loop and *both* our drivers."""
-    return _RUNNERS[request.param]
+    return aio_run_every_driver
 
 
 @pytest.fixture(autouse=True)
@@ -421,6 +389,6 @@ def test_a_sleeping_loop_wakes_up_for_a_signal(runner: str) -> None:
 
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
-        assert _RUNNERS[runner](main) == "woken"
+        assert EVERY_DRIVER[runner](main) == "woken"
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

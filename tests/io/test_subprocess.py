@@ -31,43 +31,10 @@ PY = sys.executable
 BIG = 20 * 1024 * 1024
 
 
-def run_on_stdlib(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run *fn* on a plain stdlib selector loop (the reference behaviour)."""
-    loop = asyncio.SelectorEventLoop()
-    try:
-        return loop.run_until_complete(fn(*args))
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
-def run_on_trio_asyncio(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run *fn* on our Trio-hosted loop, inside trio.run + open_loop."""
-
-    async def main() -> Any:
-        async with trio_asyncio.open_loop():
-            return await trio_asyncio.aio_as_trio(fn)(*args)
-
-    return trio.run(main)
-
-
-def run_on_sync_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run *fn* on our sync-mode loop (``run_until_complete``, no Trio around)."""
-    loop = trio_asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(fn(*args))
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
-_RUNNERS = {"stdlib": run_on_stdlib, "trio_asyncio": run_on_trio_asyncio, "sync": run_on_sync_loop}
-
-
-@pytest.fixture(params=sorted(_RUNNERS))
-def aio_run(request: pytest.FixtureRequest) -> Callable[..., Any]:
+@pytest.fixture
+def aio_run(aio_run_every_driver: Callable[..., Any]) -> Callable[..., Any]:
     """Overrides the conftest's: the stdlib loop and *both* our drivers."""
-    return _RUNNERS[request.param]
+    return aio_run_every_driver
 
 
 def open_fds() -> int:
