@@ -941,6 +941,26 @@ def test_sendfile_unsupported_transport(aio_run: Callable[..., Any]) -> None:
     assert aio_run(main) == "sendfile is not supported"
 
 
+def test_sendfile_refuses_datagram_transport(aio_run: Callable[..., Any]) -> None:
+    # A UDP transport has write() too, but no stream to send a file down.
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            with open(__file__, "rb") as file:
+                await loop.sendfile(transport, file)
+        except RuntimeError as exc:
+            message = str(exc).split(" for transport")[0]
+        finally:
+            transport.close()
+            await asyncio.sleep(0)
+        return message
+
+    assert aio_run(main) == "sendfile is not supported"
+
+
 # ---- TLS ---------------------------------------------------------------------------------------
 
 

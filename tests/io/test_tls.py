@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import gc
 import hashlib
 import logging
 import shutil
 import ssl
 import subprocess
 import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -900,7 +902,7 @@ def test_protocol_errors_are_reported_and_close(certs: Certs) -> None:
         assert isinstance(exc, ZeroDivisionError)
         assert contexts[0]["message"] == "Fatal error on SSL protocol"
         assert contexts[0]["exception"] is exc
-        assert contexts[0]["transport"] is pair.server.app_transport
+        assert contexts[0]["transport"] is pair.server_app.transport
         assert await pair.client_app.lost is None
 
     run_mock(main)
@@ -939,7 +941,7 @@ def test_graceful_close_exchanges_close_notify(certs: Certs) -> None:
         # As in the stdlib, the closing side hears of the peer's close_notify.
         assert pair.client_app.events == ["made", "eof", "lost"]
         assert pair.client_raw.lost and pair.server_raw.lost
-        assert pair.client.app_transport.get_write_buffer_size() == 0
+        assert pair.client_app.transport.get_write_buffer_size() == 0
 
     run_mock(main)
 
@@ -1534,7 +1536,7 @@ def test_raw_eof_while_flushing(certs: Certs) -> None:
         pair.server_raw.close()  # the server goes away without reading
         assert await pair.client_app.lost is None
         assert pair.client_app.events == ["made", "eof", "lost"]
-        pair.server.app_transport.abort()
+        pair.server_app.transport.abort()
 
     run_mock(main)
 
@@ -1794,6 +1796,43 @@ def test_streams_over_tcp(certs: Certs, aio_run: Callable[..., Any]) -> None:
         await server.wait_closed()
 
     aio_run(main)
+
+
+@needs_connections
+def test_closed_connection_is_freed_without_the_cyclic_gc(
+    certs: Certs, aio_run: Callable[..., Any]
+) -> None:
+    # A protocol that keeps its transport (as most do) must not tie the
+    # closed connection, its buffers and its SSLContext into a cycle.
+    class Keeper(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.lost = asyncio.get_running_loop().create_future()
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            self.lost.set_result(None)
+
+    async def main() -> weakref.ref[ssl.SSLContext]:
+        loop = asyncio.get_running_loop()
+        server = await _echo_server(certs)
+        port = server.sockets[0].getsockname()[1]
+        context = certs.client_context()
+        transport, protocol = await loop.create_connection(
+            Keeper, HOST, port, ssl=context, server_hostname="localhost"
+        )
+        transport.close()
+        await protocol.lost
+        server.close()
+        await server.wait_closed()
+        return weakref.ref(context)
+
+    gc.collect()
+    gc.disable()
+    try:
+        context_ref = aio_run(main)
+        assert context_ref() is None
+    finally:
+        gc.enable()
 
 
 @needs_connections

@@ -89,7 +89,9 @@ def _can_fall_back(transport: Any) -> bool:
     """Whether the sendfile fallback can drive *transport*: a two-way transport
     that implements reading control (so its protocol can be swapped while
     reading is paused), such as a TLS transport."""
-    if not isinstance(transport, asyncio.Transport):
+    if not isinstance(transport, asyncio.Transport) or isinstance(
+        transport, asyncio.DatagramTransport
+    ):
         return False
     cls = type(transport)
     return all(

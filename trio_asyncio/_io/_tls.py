@@ -217,7 +217,7 @@ class TLSProtocol(_BufferedProtocol):
         self._app_protocol: Any = None
         self._app_buffered = False
         #: The transport the application protocol uses.
-        self.app_transport = _TLSTransport(loop, self)
+        self.app_transport = _SSLTransport(loop, self)
         self._set_app_protocol(app_protocol)
 
     def __repr__(self) -> str:
@@ -225,6 +225,8 @@ class TLSProtocol(_BufferedProtocol):
         return f"<{type(self).__name__} {side} {self._state.value}>"
 
     def _set_app_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        if self._state is _CLOSED:
+            return  # the connection is gone; nothing will be delivered
         self._app_protocol = protocol
         self._app_buffered = isinstance(protocol, _BufferedProtocol)
         self.app_transport._protocol = protocol
@@ -293,7 +295,6 @@ class TLSProtocol(_BufferedProtocol):
         self._state = _CLOSED
         self._cancel_callbacks()
         self._drop_backlog()
-        self.app_transport._closing = True
         self._recv_view = None
         if self._close_exc is not None:
             exc = self._close_exc
@@ -301,9 +302,19 @@ class TLSProtocol(_BufferedProtocol):
         self._wake_waiter(
             exc if exc is not None else ConnectionResetError("Connection lost during TLS handshake")
         )
+        protocol = self._app_protocol
+        app_transport = self.app_transport
+        # Break the cycles through the application's objects (a protocol
+        # usually keeps its transport), so that the connection, its
+        # SSLContext and its buffers are freed by reference counting.
+        self._app_protocol = None
+        self.app_transport = None  # type: ignore[assignment]
+        if app_transport is not None:
+            app_transport._closing = True
+            app_transport._protocol = None
         if self._app_state is _APP_MADE or self._app_state is _APP_EOF:
             self._app_state = _APP_LOST
-            self._app_protocol.connection_lost(exc)
+            protocol.connection_lost(exc)
 
     def pause_writing(self) -> None:
         """The raw transport's buffer is full: stop encrypting."""
@@ -788,7 +799,7 @@ class TLSProtocol(_BufferedProtocol):
                 handle.cancel()
 
 
-class _TLSTransport(TransportBase):
+class _SSLTransport(TransportBase):
     """The transport the application protocol of a TLS connection sees."""
 
     # start_tls() may run TLS over this transport in turn.
@@ -965,6 +976,7 @@ class TLSMixin:
         raw: Any = transport
         # Paused while the protocol is switched, so no data can reach either
         # protocol half-way; then the handshake starts and reading resumes.
+        app_transport = tls.app_transport  # tls lets go of it once closed
         raw.pause_reading()
         raw.set_protocol(tls)
         try:
@@ -974,4 +986,4 @@ class TLSMixin:
         except BaseException:
             raw.close()
             raise
-        return tls.app_transport
+        return app_transport
