@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import EVERY_DRIVER
+from _drivers import EVERY_DRIVER
 
 import trio_asyncio
 from trio_asyncio._compat import is_trio_signal_handler as _installed_by_trio
