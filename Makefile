@@ -4,6 +4,8 @@
 #   make test-all    run the test suite on every supported Python (3.10-3.13)
 #   make demo        run examples/demo.py
 #   make bench       run the benchmarks (python -m benchmarks)
+#   make soak        churn connections, subprocesses, loops, executor jobs for
+#                    SOAK_MINUTES (10); fail on errors, RSS growth, fd/thread leaks
 #   make docs        build the HTML documentation into docs/_build/html
 #   make lint        ruff check + ruff format --check
 #   make clean       remove virtualenvs, build products and caches
@@ -12,11 +14,14 @@
 #   PYTHON=python3       interpreter used to create .venv
 #   PYTEST_ARGS=...      extra arguments for pytest, e.g. PYTEST_ARGS='-x -k loop'
 #   PYTHON_VERSIONS=...  versions covered by test-all
+#   SOAK_MINUTES=10      length of `make soak` (CI runs 2)
 #   CI=true              makes test-all fail (not skip) when an interpreter is missing
 
 PYTHON ?= python3
 PYTEST_ARGS ?=
 PYTHON_VERSIONS ?= 3.10 3.11 3.12 3.13
+SOAK_MINUTES ?= 10
+SOAK_ARGS ?=
 
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -26,16 +31,17 @@ STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 BENCH_STAMP := $(VENV)/.installed-bench
 DEMO_STAMP := $(VENV)/.installed-demo
+SOAK_STAMP := $(VENV)/.installed-soak
 
 PIP_FLAGS := --quiet --disable-pip-version-check
 PYTEST := -m pytest -p no:cacheprovider
-LINT_PATHS := trio_asyncio tests benchmarks examples
+LINT_PATHS := trio_asyncio tests benchmarks examples soak
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := test
 
-.PHONY: venv .venv test test-all demo bench docs lint format clean
+.PHONY: venv .venv test test-all demo bench soak docs lint format clean
 
 # ---------------------------------------------------------------- environment
 
@@ -61,6 +67,11 @@ $(DEMO_STAMP): $(STAMP)
 $(BENCH_STAMP): $(STAMP)
 	@echo "==> installing the bench extra into $(VENV)"
 	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test,bench]'
+	@touch $@
+
+$(SOAK_STAMP): $(STAMP)
+	@echo "==> installing the soak extra into $(VENV)"
+	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test,soak]'
 	@touch $@
 
 # ---------------------------------------------------------------------- tests
@@ -115,6 +126,10 @@ demo: $(DEMO_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(VPY) -m benchmarks $(BENCH_ARGS)
+
+# The soak test (soak/README.rst): CSV and plot in build/soak/.
+soak: $(SOAK_STAMP)
+	$(VPY) -m soak --minutes $(SOAK_MINUTES) --out build/soak $(SOAK_ARGS)
 
 # Real asyncio libraries against real servers (tests/integration/README.rst:
 # services, TRIO_ASYNCIO_TEST_* addresses; under CI=true a missing service fails).
