@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
+import threading
 from contextlib import asynccontextmanager
 
 import pytest
@@ -318,6 +319,33 @@ async def test_run_aio_coroutine_and_run_aio_future():
         assert await trio_asyncio.run_aio_future(fut) == "done"
         # An already finished future.
         assert await loop.run_aio_future(fut) == "done"
+
+
+@pytest.mark.trio
+async def test_loop_run_aio_future_refuses_a_future_it_could_never_wake_up_for():
+    """The method checks what the adapters check (it used to wait for ever)."""
+    stdlib_loop = asyncio.SelectorEventLoop()
+    other = trio_asyncio.new_event_loop()
+    ready = threading.Event()
+    other.call_soon(ready.set)
+    thread = threading.Thread(target=other.run_forever)
+    thread.start()
+    try:
+        ready.wait()
+        async with trio_asyncio.open_loop() as loop:
+            with pytest.raises(ValueError, match="not to a trio-asyncio loop"):
+                await loop.run_aio_future(stdlib_loop.create_future())
+            with pytest.raises(RuntimeError, match="runs in another thread"):
+                await loop.run_aio_future(other.create_future())
+            # Its own futures are fine.
+            fut = loop.create_future()
+            loop.call_soon(fut.set_result, "mine")
+            assert await loop.run_aio_future(fut) == "mine"
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join()
+        other.close()
+        stdlib_loop.close()
 
 
 @pytest.mark.trio

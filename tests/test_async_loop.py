@@ -460,6 +460,29 @@ async def test_after_leaving_the_loop_refuses_work():
 
 
 @pytest.mark.trio
+async def test_run_calls_on_a_closed_loop_say_it_is_closed_and_close_the_coroutine():
+    # The stdlib's order of checks: "closed" wins over "driven by Trio".
+    async with trio_asyncio.open_loop() as loop:
+        pass
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match=r"^Event loop is closed$"):
+        loop.run_until_complete(coro)
+    assert coro.cr_frame is None  # no "never awaited" warning later
+    with pytest.raises(RuntimeError, match=r"^Event loop is closed$"):
+        loop.run_forever()
+
+
+def test_open_loop_in_asyncio_code_says_it_needs_trio():
+    async def main():
+        async with trio_asyncio.open_loop():
+            pass  # pragma: no cover
+
+    # Not Trio's own error from deep inside open_nursery() (an AttributeError).
+    with pytest.raises(RuntimeError, match=r"must be used in Trio code, inside trio\.run\(\)"):
+        asyncio.run(main())
+
+
+@pytest.mark.trio
 async def test_waiting_on_a_future_of_a_closed_loop_is_an_error(autojump_clock):
     async with trio_asyncio.open_loop() as loop:
         fut = loop.create_future()

@@ -287,42 +287,6 @@ def _run_probe_in_trio(probe: Probe) -> Outcome:
 
 # ---- the table ---------------------------------------------------------------------------
 
-BUG_CLOSED_TRIO_LOOP_RUN = (
-    "BUG: _async_loop.py: TrioEventLoop.run_forever()/run_until_complete() on a *closed* "
-    "loop say 'This event loop is already running' instead of 'Event loop is closed' "
-    "(fix: self._check_closed() first)"
-)
-BUG_SELECTOR_CLOSED = (
-    "BUG: _io: a sock_* or connection method on a closed loop that has to wait reaches "
-    "the selector and fails with 'Selector is closed' instead of 'Event loop is closed' "
-    "(fix: _check_closed() in SocketOpsMixin._wait_readable/_wait_writable, or in "
-    "FdWatchingMixin._register)"
-)
-BUG_DATAGRAM_CLOSED_LEAK = (
-    "BUG: _io/_datagram.py: create_datagram_endpoint() on a closed loop creates and binds "
-    "the socket and a transport before call_soon() fails with 'Event loop is closed', and "
-    "closes neither (ResourceWarning: unclosed transport / socket). Fix: _check_closed() "
-    "at the top of create_datagram_endpoint()"
-)
-BUG_PIPE_CLOSED_LEAK = (
-    "BUG: _io/_pipes.py: connect_read_pipe() on a closed loop creates the transport "
-    "before call_soon() fails with 'Event loop is closed', and never closes it "
-    "(ResourceWarning: unclosed transport). Fix: _check_closed() at the top of "
-    "connect_read_pipe()/connect_write_pipe()"
-)
-BUG_SERVER_LISTEN_LEAK = (
-    "BUG: _io: create_server() whose listen() fails (backlog='x') leaves the bound "
-    "socket open (ResourceWarning: unclosed socket); the stdlib leaks it too. Fix: close "
-    "the server's sockets when starting to serve fails"
-)
-BUG_WRONG_THREAD_REGISTRATION = (
-    "BUG: _io: the unchecked _add_reader()/_add_writer() used by sock_*, connections and "
-    "subprocesses do not check the thread; on a Trio-hosted loop _fd_registered() then "
-    "reschedules the scheduler task from a foreign thread and the Trio run hangs "
-    "(fix: _check_thread() in SocketOpsMixin._wait_readable/_wait_writable, or in "
-    "FdWatchingMixin._register)"
-)
-
 
 @dataclass(frozen=True)
 class Probe:
@@ -467,11 +431,11 @@ probe("run_until_complete: an int", lambda e: e.loop.run_until_complete(42), Typ
 probe("run_until_complete: a future of another loop", lambda e: e.loop.run_until_complete(_foreign_future(e)), ValueError, state="stopped", kinds=("sync",))
 probe("run_until_complete: running loop", lambda e: e.loop.run_until_complete(e.coro()), RuntimeError, compare="prefix")
 probe("run_until_complete: closed loop", lambda e: e.loop.run_until_complete(e.coro()), RuntimeError, state="closed", kinds=("sync",))
-probe("run_until_complete: closed Trio-hosted loop", lambda e: e.loop.run_until_complete(e.coro()), RuntimeError, state="closed", kinds=("trio",), bug=BUG_CLOSED_TRIO_LOOP_RUN)
+probe("run_until_complete: closed Trio-hosted loop", lambda e: e.loop.run_until_complete(e.coro()), RuntimeError, state="closed", kinds=("trio",))
 probe("run_until_complete: wrong thread", lambda e: e.loop.run_until_complete(e.coro()), RuntimeError, state="other thread", compare="prefix")
 probe("run_forever: running loop", lambda e: e.loop.run_forever(), RuntimeError, compare="prefix")
 probe("run_forever: closed loop", lambda e: e.loop.run_forever(), RuntimeError, state="closed", kinds=("sync",))
-probe("run_forever: closed Trio-hosted loop", lambda e: e.loop.run_forever(), RuntimeError, state="closed", kinds=("trio",), bug=BUG_CLOSED_TRIO_LOOP_RUN)
+probe("run_forever: closed Trio-hosted loop", lambda e: e.loop.run_forever(), RuntimeError, state="closed", kinds=("trio",))
 probe("run_forever: wrong thread", lambda e: e.loop.run_forever(), RuntimeError, state="other thread", compare="prefix")
 probe("close: running loop", lambda e: e.loop.close(), RuntimeError, compare="prefix")
 probe("close: wrong thread", lambda e: e.loop.close(), RuntimeError, state="other thread", compare="prefix")
@@ -539,10 +503,10 @@ probe("sock_sendto: address None", lambda e: e.loop.sock_sendto(e.socket(type=so
 probe("sock_connect: address None", lambda e: e.loop.sock_connect(e.socket(), None), TypeError)
 probe("sock_connect: port out of range", lambda e: e.loop.sock_connect(e.socket(), ("127.0.0.1", 99999)), OverflowError)
 probe("sock_accept: an unbound socket", lambda e: e.loop.sock_accept(e.socket()), OSError)
-probe("sock_recv: closed loop", lambda e: e.loop.sock_recv(e.socketpair()[0], 1), RuntimeError, state="closed", bug=BUG_SELECTOR_CLOSED)
-probe("sock_connect: closed loop", lambda e: e.loop.sock_connect(e.socket(), LOCAL), RuntimeError, state="closed", bug=BUG_SELECTOR_CLOSED)
-probe("sock_recv: wrong thread", lambda e: e.loop.sock_recv(e.socketpair()[0], 1), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread", kinds=("sync",), bug=BUG_WRONG_THREAD_REGISTRATION)
-probe("sock_recv: wrong thread, Trio-hosted", lambda e: e.loop.sock_recv(e.socketpair()[0], 1), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread", kinds=("trio",), bug=BUG_WRONG_THREAD_REGISTRATION, hangs=True)
+probe("sock_recv: closed loop", lambda e: e.loop.sock_recv(e.socketpair()[0], 1), RuntimeError, state="closed")
+probe("sock_connect: closed loop", lambda e: e.loop.sock_connect(e.socket(), LOCAL), RuntimeError, state="closed")
+probe("sock_recv: wrong thread", lambda e: e.loop.sock_recv(e.socketpair()[0], 1), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread", match=r"Non-thread-safe operation add_reader\(\)")
+probe("sock_sendall: wrong thread", lambda e: e.loop.sock_sendall(e.socketpair()[0], bytes(10_000_000)), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread", match=r"Non-thread-safe operation add_writer\(\)")
 probe("sock_sendfile: a text file", lambda e: e.loop.sock_sendfile(e.socketpair()[0], e.text_file()), ValueError)
 probe("sock_sendfile: a UDP socket", lambda e: e.loop.sock_sendfile(e.socket(type=socket.SOCK_DGRAM), e.binary_file()), ValueError)
 probe("sock_sendfile: offset -1", lambda e: e.loop.sock_sendfile(e.socketpair()[0], e.binary_file(), -1), ValueError)
@@ -572,13 +536,15 @@ probe("create_connection: ssl without a host name", lambda e: e.loop.create_conn
 probe("create_connection: negative ssl_handshake_timeout", lambda e: e.loop.create_connection(PF, sock=e.socketpair()[0], ssl=ctx, server_hostname="x", ssl_handshake_timeout=-1), ValueError)
 probe("create_connection: zero ssl_handshake_timeout", lambda e: e.loop.create_connection(PF, sock=e.socketpair()[0], ssl=ctx, server_hostname="x", ssl_handshake_timeout=0), ValueError)
 probe("create_connection: local_addr a str", lambda e: e.loop.create_connection(PF, *LOCAL, local_addr="x"), ValueError)
-probe("create_connection: closed loop", lambda e: e.loop.create_connection(PF, *LOCAL), RuntimeError, state="closed", bug=BUG_SELECTOR_CLOSED)
+probe("create_connection: closed loop", lambda e: e.loop.create_connection(PF, *LOCAL), RuntimeError, state="closed")
+probe("create_connection: closed loop, a sock", lambda e: e.loop.create_connection(PF, sock=e.socketpair()[0]), RuntimeError, state="closed", compare="ours", why="the stdlib leaks its transport here", match="Event loop is closed")
+probe("create_connection: wrong thread, a sock", lambda e: e.loop.create_connection(PF, sock=e.socketpair()[0]), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread", match=WRONG_THREAD)
 probe("create_server: no address", lambda e: e.loop.create_server(PF), ValueError)
 probe("create_server: address and sock", lambda e: e.loop.create_server(PF, "127.0.0.1", 0, sock=e.socket()), ValueError)
 probe("create_server: a UDP sock", lambda e: e.loop.create_server(PF, sock=e.socket(type=socket.SOCK_DGRAM)), ValueError, compare="type", match="A Stream Socket was expected, got " + SOCK_REPR)
 probe("create_server: sock an int", lambda e: e.loop.create_server(PF, sock=42), AttributeError)
 probe("create_server: ssl_handshake_timeout without ssl", lambda e: e.loop.create_server(PF, "127.0.0.1", 0, ssl_handshake_timeout=1), ValueError)
-probe("create_server: backlog a str", lambda e: e.loop.create_server(PF, "127.0.0.1", 0, backlog="x"), TypeError, compare="ours", why="the stdlib leaks the listening socket here too", match="cannot be interpreted as an integer", bug=BUG_SERVER_LISTEN_LEAK)
+probe("create_server: backlog a str", lambda e: e.loop.create_server(PF, "127.0.0.1", 0, backlog="x"), TypeError, compare="ours", why="the stdlib leaks the listening socket here", match="cannot be interpreted as an integer")
 probe("create_server: port -1", lambda e: e.loop.create_server(PF, "127.0.0.1", -1), OverflowError)
 probe("create_unix_connection: no path", lambda e: e.loop.create_unix_connection(PF), ValueError)
 probe("create_unix_connection: path and sock", lambda e: e.loop.create_unix_connection(PF, "/tmp/x", sock=e.socket(socket.AF_UNIX)), ValueError)
@@ -594,20 +560,25 @@ probe("create_unix_server: ssl_handshake_timeout without ssl", lambda e: e.loop.
 probe("connect_accepted_socket: a UDP sock", lambda e: e.loop.connect_accepted_socket(PF, e.socket(type=socket.SOCK_DGRAM)), ValueError, compare="type", match="A Stream Socket was expected, got " + SOCK_REPR)
 probe("connect_accepted_socket: an int", lambda e: e.loop.connect_accepted_socket(PF, 42), AttributeError)
 probe("connect_accepted_socket: ssl_handshake_timeout without ssl", lambda e: e.loop.connect_accepted_socket(PF, e.socketpair()[0], ssl_handshake_timeout=1), ValueError)
+probe("connect_accepted_socket: closed loop", lambda e: e.loop.connect_accepted_socket(PF, e.socketpair()[0]), RuntimeError, state="closed", compare="ours", why="the stdlib leaks its transport here", match="Event loop is closed")
 probe("create_datagram_endpoint: no address", lambda e: e.loop.create_datagram_endpoint(DPF), ValueError)
 probe("create_datagram_endpoint: a TCP sock", lambda e: e.loop.create_datagram_endpoint(DPF, sock=e.socket()), ValueError, compare="type", match="A (UDP|datagram) [Ss]ocket was expected, got " + SOCK_REPR)
 probe("create_datagram_endpoint: sock and local_addr", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr=("127.0.0.1", 0), sock=e.socket(type=socket.SOCK_DGRAM)), ValueError, compare="type", match="socket modifier keyword arguments can not be used when sock is specified")
 probe("create_datagram_endpoint: local_addr a str", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr="x"), TypeError)
 probe("create_datagram_endpoint: a unix local_addr an int", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr=42, family=socket.AF_UNIX), TypeError)
 probe("create_datagram_endpoint: sock an int", lambda e: e.loop.create_datagram_endpoint(DPF, sock=42), AttributeError)
-probe("create_datagram_endpoint: closed loop", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr=("127.0.0.1", 0)), RuntimeError, state="closed", compare="ours", why="the stdlib leaks its socket and transport here too", bug=BUG_DATAGRAM_CLOSED_LEAK)
+probe("create_datagram_endpoint: closed loop", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr=("127.0.0.1", 0)), RuntimeError, state="closed", compare="ours", why="the stdlib leaks its socket and transport here")
+probe("create_datagram_endpoint: wrong thread", lambda e: e.loop.create_datagram_endpoint(DPF, local_addr=("127.0.0.1", 0)), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread", match=r"Non-thread-safe operation create_datagram_endpoint\(\)")
 
 # -- pipes and subprocesses
 probe("connect_read_pipe: None", lambda e: e.loop.connect_read_pipe(PF, None), AttributeError)
 probe("connect_read_pipe: a regular file", lambda e: e.loop.connect_read_pipe(PF, e.binary_file()), ValueError)
-probe("connect_read_pipe: closed loop", lambda e: e.loop.connect_read_pipe(PF, e.pipe()[0]), RuntimeError, state="closed", compare="ours", why="the stdlib leaks its transport here too", match="Event loop is closed", bug=BUG_PIPE_CLOSED_LEAK)
+probe("connect_read_pipe: closed loop", lambda e: e.loop.connect_read_pipe(PF, e.pipe()[0]), RuntimeError, state="closed", compare="ours", why="the stdlib leaks its transport here", match="Event loop is closed")
+probe("connect_read_pipe: wrong thread", lambda e: e.loop.connect_read_pipe(PF, e.pipe()[0]), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread", match=r"Non-thread-safe operation connect_read_pipe\(\)")
 probe("connect_write_pipe: None", lambda e: e.loop.connect_write_pipe(PF, None), AttributeError)
 probe("connect_write_pipe: a regular file", lambda e: e.loop.connect_write_pipe(PF, e.binary_file()), ValueError)
+probe("connect_write_pipe: closed loop", lambda e: e.loop.connect_write_pipe(PF, e.pipe()[1]), RuntimeError, state="closed", compare="ours", why="the stdlib leaks its transport here", match="Event loop is closed")
+probe("connect_write_pipe: wrong thread", lambda e: e.loop.connect_write_pipe(PF, e.pipe()[1]), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread", match=r"Non-thread-safe operation connect_write_pipe\(\)")
 probe("subprocess_exec: shell=True", lambda e: e.loop.subprocess_exec(SPF, "true", shell=True), ValueError)
 probe("subprocess_exec: bufsize=1", lambda e: e.loop.subprocess_exec(SPF, "true", bufsize=1), ValueError)
 probe("subprocess_exec: text=True", lambda e: e.loop.subprocess_exec(SPF, "true", text=True), ValueError)
@@ -617,6 +588,8 @@ probe("subprocess_exec: errors", lambda e: e.loop.subprocess_exec(SPF, "true", e
 probe("subprocess_exec: program an int", lambda e: e.loop.subprocess_exec(SPF, 42), TypeError)
 probe("subprocess_exec: program None", lambda e: e.loop.subprocess_exec(SPF, None), TypeError)
 probe("subprocess_exec: no such program", lambda e: e.loop.subprocess_exec(SPF, "/nonexistent/prog"), FileNotFoundError)
+probe("subprocess_exec: wrong thread", lambda e: e.loop.subprocess_exec(SPF, "true"), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread, and starts the child", match=r"Non-thread-safe operation subprocess_exec\(\)")
+probe("subprocess_shell: wrong thread", lambda e: e.loop.subprocess_shell(SPF, "true"), RuntimeError, state="other thread", compare="ours", why="the stdlib does not check the thread, and starts the child", match=r"Non-thread-safe operation subprocess_shell\(\)")
 probe("subprocess_shell: cmd an int", lambda e: e.loop.subprocess_shell(SPF, 42), ValueError)
 probe("subprocess_shell: cmd a list", lambda e: e.loop.subprocess_shell(SPF, ["true"]), ValueError)
 probe("subprocess_shell: shell=False", lambda e: e.loop.subprocess_shell(SPF, "true", shell=False), ValueError)
@@ -804,11 +777,7 @@ async def _wait_for_foreign_future(wait: Callable[[Any], Any]) -> Any:
 
 
 async def _aio_as_trio_here() -> Any:
-    coro = _aio_fn()
-    try:
-        return await aio_as_trio(coro)
-    finally:
-        coro.close()  # BUG_UNCLOSED_ON_CLOSED_LOOP: a start that fails leaves it open
+    return await _closing(_aio_fn(), aio_as_trio)
 
 
 async def _in_other_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -833,12 +802,18 @@ async def _in_other_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 async def _closing(coro: Any, call: Callable[[Any], Any]) -> Any:
-    """``call(coro)``, awaited if need be; then close *coro* (see the tests of bugs below)."""
+    """``call(coro)``, awaited if need be. A call that fails must have closed *coro*.
+
+    (An unclosed coroutine would only warn "never awaited", at some later GC.)
+    """
     try:
         result = call(coro)
         if inspect.isawaitable(result):
             result = await result
         return result
+    except BaseException:
+        assert coro.cr_frame is None, f"the failing call left {coro!r} unclosed"
+        raise
     finally:
         coro.close()
 
@@ -879,34 +854,9 @@ class ApiProbe:
         return self.id.split(":")[0]
 
 
-BUG_OPEN_LOOP_OUTSIDE_TRIO = (
-    "BUG: _async_loop.py: open_loop() in plain asyncio code (no Trio run) fails deep in "
-    "Trio with AttributeError: 'RunContext' object has no attribute 'runner'. Fix: call "
-    "trio.lowlevel.current_task() first (RuntimeError: must be called from async context), "
-    "or say that open_loop() needs trio.run()"
-)
-BUG_FOREIGN_FUTURE_METHOD = (
-    "BUG: _loop_base.py: loop.run_aio_future(a future of another, non-trio-asyncio loop) "
-    "waits for ever (the adapters now refuse it). Fix: the same check in run_aio_future()"
-)
-BUG_SYNC_RUN_TRIO_WRONG_THREAD = (
-    "BUG: _sync_loop.py: run_trio() from another thread while the sync loop runs starts "
-    "the Trio guest run in that thread; call_soon() then refuses the thread half-way, "
-    "leaving an abandoned guest run (its wake-up socketpair leaks, 'Trio guest run got "
-    "abandoned' warnings, unraisable errors at GC). Fix: self._check_thread() in "
-    "_submit_trio_job() and _spawn_trio()"
-)
-BUG_UNCLOSED_ON_CLOSED_LOOP = (
-    "BUG: _loop_base.py: run_aio_coroutine() on a closed loop raises 'Event loop is "
-    "closed' from create_task() but leaves the coroutine unclosed ('coroutine ... was "
-    "never awaited'). Fix: close it (_close_unstarted) when _start_and_wait() raises"
-)
-BUG_RUN_TRIO_COROUTINE = (
-    "BUG: _loop_base.py: run_trio(a coroutine object) raises TypeError but does not close "
-    "the coroutine ('never awaited'); Trio's own start_soon() closes it. Fix: close it "
-    "before raising, and say 'pass the async function, not the coroutine'"
-)
 NOT_ASYNC = r"expects an async function"
+PASS_THE_FUNCTION = r"got a coroutine object .*: pass the async function and its arguments"
+OUTSIDE_TRIO = r"open_loop\(\) must be used in Trio code, inside trio\.run\(\)"
 NO_LOOP_HERE = r"There is no trio-asyncio loop here"
 # fmt: off
 API_PROBES = [
@@ -943,10 +893,13 @@ API_PROBES = [
     ApiProbe("run_trio_task: None", in_asyncio, lambda loop: _start_trio_task_and_wait(lambda: trio_asyncio.run_trio_task(None)), TypeError, r"run_trio_task\(\) expects an async function"),
     ApiProbe("run_trio_task: None, sync loop", in_sync_loop, lambda loop: _start_trio_task_and_wait(lambda: trio_asyncio.run_trio_task(None)), TypeError, r"run_trio_task\(\) expects an async function"),
     ApiProbe("run_trio_task: no loop", plain, lambda loop: trio_asyncio.run_trio_task(_trio_fn), RuntimeError, r"run_trio_task\(\) must be used from asyncio code"),
-    ApiProbe("run_aio_future (method): a future of a stdlib loop", in_trio, lambda loop: _wait_for_foreign_future(loop.run_aio_future), ValueError, "", bug=BUG_FOREIGN_FUTURE_METHOD, hangs=True),
+    ApiProbe("run_aio_future (method): a future of a stdlib loop", in_trio, lambda loop: _wait_for_foreign_future(loop.run_aio_future), ValueError, ""),
     ApiProbe("aio_as_trio: in a Trio run of a worker thread that inherited the loop", in_trio, lambda loop: trio.to_thread.run_sync(trio.run, _aio_as_trio_here), RuntimeError, r"Non-thread-safe operation create_task\(\)"),
-    ApiProbe("run_trio (method): wrong thread, sync loop", in_sync_loop, lambda loop: _in_other_thread(loop.run_trio, _trio_fn), RuntimeError, "Non-thread-safe operation", bug=BUG_SYNC_RUN_TRIO_WRONG_THREAD, hangs=True),
-    ApiProbe("open_loop: in asyncio code without Trio", in_stdlib_loop, lambda loop: _enter(trio_asyncio.open_loop()), RuntimeError, "", bug=BUG_OPEN_LOOP_OUTSIDE_TRIO),
+    ApiProbe("run_trio (method): wrong thread, sync loop", in_sync_loop, lambda loop: _in_other_thread(loop.run_trio, _trio_fn), RuntimeError, r"Non-thread-safe operation run_trio\(\)"),
+    ApiProbe("run_trio_task (method): wrong thread, sync loop", in_sync_loop, lambda loop: _in_other_thread(loop.run_trio_task, _trio_fn), RuntimeError, r"Non-thread-safe operation run_trio_task\(\)"),
+    ApiProbe("open_loop: in asyncio code without Trio", in_stdlib_loop, lambda loop: _enter(trio_asyncio.open_loop()), RuntimeError, OUTSIDE_TRIO),
+    ApiProbe("open_loop: in asyncio code on a sync loop", in_sync_loop, lambda loop: _enter(trio_asyncio.open_loop()), RuntimeError, OUTSIDE_TRIO),
+    ApiProbe("open_loop: in plain code", plain, lambda loop: _enter(trio_asyncio.open_loop()), RuntimeError, OUTSIDE_TRIO),
     ApiProbe("allow_asyncio: None", in_trio, lambda loop: trio_asyncio.allow_asyncio(None), TypeError, "'NoneType' object is not callable"),
     ApiProbe("allow_asyncio: a sync function", in_trio, lambda loop: trio_asyncio.allow_asyncio(_sync_fn), TypeError, r"allow_asyncio\(\) expects an async function"),
     ApiProbe("allow_asyncio: no loop", in_trio_without_loop, lambda loop: trio_asyncio.allow_asyncio(_aio_fn), RuntimeError, NO_LOOP_HERE),
@@ -964,6 +917,9 @@ API_PROBES = [
     ApiProbe("run_trio (method): closed loop", plain, lambda loop: _closed_loop().run_trio(_trio_fn), RuntimeError, "Event loop is closed"),
     ApiProbe("trio_as_future: an int", in_asyncio, lambda loop: _start_trio_task_and_wait(lambda: loop.trio_as_future(42)), TypeError, NOT_ASYNC),
     ApiProbe("run_trio_task (method): closed loop", plain, lambda loop: _closed_loop().run_trio_task(_trio_fn), RuntimeError, "Event loop is closed"),
+    ApiProbe("run_trio_task (method): None", in_asyncio, lambda loop: loop.run_trio_task(None), TypeError, r"run_trio_task\(\) expects an async function, got None"),
+    ApiProbe("run_trio_task (method): a coroutine", in_asyncio, lambda loop: _closing(_trio_fn(), loop.run_trio_task), TypeError, PASS_THE_FUNCTION),
+    ApiProbe("run_trio (method): a coroutine", in_asyncio, lambda loop: _closing(_trio_fn(), loop.run_trio), TypeError, PASS_THE_FUNCTION),
     ApiProbe("run_aio_coroutine (method): None", in_trio, lambda loop: loop.run_aio_coroutine(None), TypeError, "An asyncio.Future, a coroutine or an awaitable is required"),
     ApiProbe("run_aio_future (method): None", in_trio, lambda loop: loop.run_aio_future(None), TypeError, "An asyncio.Future, a coroutine or an awaitable is required"),
     ApiProbe("run_asyncio: None", in_trio, lambda loop: loop.run_asyncio(None), TypeError, "'NoneType' object is not callable"),
@@ -1012,13 +968,13 @@ def test_api_misuse(p: ApiProbe) -> None:
 # Error paths must not leave a coroutine they were given unclosed ("never awaited").
 
 
-@pytest.mark.xfail(reason=BUG_RUN_TRIO_COROUTINE, strict=True)
-def test_run_trio_closes_a_coroutine_passed_by_mistake() -> None:
+@pytest.mark.parametrize("method", ["run_trio", "run_trio_task"])
+def test_run_trio_closes_a_coroutine_passed_by_mistake(method: str) -> None:
     async def scenario(loop: Any) -> bool:
         coro = _trio_fn()
         try:
-            with pytest.raises(TypeError):
-                loop.run_trio(coro)
+            with pytest.raises(TypeError, match=rf"not {method}\(fn\(\*args\)\)"):
+                getattr(loop, method)(coro)
             return coro.cr_frame is None
         finally:
             coro.close()
@@ -1026,7 +982,6 @@ def test_run_trio_closes_a_coroutine_passed_by_mistake() -> None:
     assert in_asyncio(scenario)
 
 
-@pytest.mark.xfail(reason=BUG_UNCLOSED_ON_CLOSED_LOOP, strict=True)
 def test_run_aio_coroutine_on_a_closed_loop_closes_the_coroutine() -> None:
     closed = _closed_loop()
 

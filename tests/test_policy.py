@@ -22,15 +22,6 @@ from trio_asyncio import SyncTrioEventLoop, TrioPolicy, trio_as_aio
 
 SUBPROCESS_TIMEOUT = 60
 
-BUG_GUEST_HOOKS_LEAK = (
-    "BUG: _sync_loop.py: run_trio() while the sync loop is stopped starts the Trio guest "
-    "run outside a run, so Trio's async-generator hooks are installed in plain code and "
-    "stay installed (pointing at the dead run) after close(). Fix: in _start_trio() when "
-    "not running, install our hooks around start_guest_run() (_install_asyncgen_hooks() / "
-    "_uninstall_asyncgen_hooks()), so Trio's are stashed between runs like the rest of "
-    "its state"
-)
-
 needs_policies = pytest.mark.skipif(
     sys.version_info >= (3, 14), reason="event loop policies are deprecated from 3.14"
 )
@@ -108,7 +99,6 @@ def test_policy_is_the_default_policy_making_our_loops() -> None:
 
 
 @needs_policies
-@pytest.mark.allow_leaks("state", reason=BUG_GUEST_HOOKS_LEAK)
 def test_asyncio_new_event_loop_gives_ours() -> None:
     assert type(asyncio.get_event_loop_policy()) is TrioPolicy
     loop = asyncio.new_event_loop()

@@ -578,3 +578,38 @@ def test_sync_loops_in_threads_run_repeatedly_and_keep_their_trio_part():
 
 async def _set_event(box: dict[str, Any]) -> None:
     box["event"].set()
+
+
+# ---- Trio work submitted from a foreign thread ---------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["run_trio", "run_trio_task"])
+def test_sync_loop_refuses_trio_work_from_a_foreign_thread(method: str) -> None:
+    # While the loop runs, its Trio guest run belongs to the loop's thread:
+    # started from another thread it would be abandoned half-way. The call
+    # fails at once, and the loop (and its Trio part) work normally after.
+    loop = trio_asyncio.new_event_loop()
+    errors: list[BaseException] = []
+
+    def from_other_thread() -> None:
+        try:
+            getattr(loop, method)(trio.sleep, 0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    async def main() -> str:
+        await loop.run_in_executor(None, from_other_thread)
+        return await trio_as_aio(_trio_identity)("still fine")
+
+    try:
+        assert loop.run_until_complete(main()) == "still fine"
+    finally:
+        loop.close()
+    [error] = errors
+    assert isinstance(error, RuntimeError)
+    assert f"Non-thread-safe operation {method}()" in str(error)
+
+
+async def _trio_identity(value: Any) -> Any:
+    await trio.sleep(0)
+    return value

@@ -13,7 +13,6 @@ import collections.abc
 import functools
 import inspect
 import sys
-import threading
 import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -66,26 +65,6 @@ def _asyncio_side_loop(
     )
 
 
-def _check_future_loop(loop: BaseTrioEventLoop, future: Any) -> None:
-    """Refuse to wait, from Trio, for a future that this Trio run can never be woken by."""
-    if not isinstance(future, asyncio.Future):
-        return
-    owner = future.get_loop()
-    if owner is loop:
-        return
-    if not isinstance(owner, BaseTrioEventLoop):
-        raise ValueError(
-            f"The future belongs to {owner!r}, not to a trio-asyncio loop: "
-            "Trio code cannot wait for it"
-        )
-    tid = owner._thread_id
-    if tid is not None and tid != threading.get_ident():
-        raise RuntimeError(
-            "The future belongs to a trio-asyncio loop that runs in another thread: "
-            "use asyncio.run_coroutine_threadsafe() or loop.call_soon_threadsafe() to reach it"
-        )
-
-
 def _check_async_cm(obj: Any) -> None:
     if not hasattr(type(obj), "__aenter__") or not hasattr(type(obj), "__aexit__"):
         raise TypeError(
@@ -133,7 +112,7 @@ class AsyncioAsTrio(Generic[T]):
 
     def __await__(self) -> Any:
         loop = _trio_side_loop(self._loop)
-        _check_future_loop(loop, self._proc)
+        # run_aio_future() refuses a future that this Trio run cannot wait for.
         return loop.run_aio_future(self._proc).__await__()
 
     async def __aenter__(self) -> Any:
@@ -263,11 +242,17 @@ class _HeldContext:
         self._job: asyncio.Future[Any] | None = None
 
     async def enter(self, manager: Any) -> Any:
-        self._job = self._loop.run_trio(self._hold, manager)
+        job = self._job = self._loop.run_trio(self._hold, manager)
         try:
-            await asyncio.wait([self._entered, self._job], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([self._entered, job], return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
-            self._job.cancel()
+            # Cancelled while entering. As with any Trio call, asyncio code
+            # resumes only once the Trio side has finished (and left the
+            # manager, if it got in); an error that it ended with wins.
+            job.cancel()
+            await _wait_until_done(job)
+            if not job.cancelled() and job.exception() is not None:
+                job.result()  # raises that error
             raise
         if self._entered.done():
             return self._entered.result()
@@ -293,6 +278,15 @@ class _HeldContext:
                 raise
             return None
         return await manager.__aexit__(*self._exit_info)
+
+
+async def _wait_until_done(future: asyncio.Future[Any]) -> None:
+    """Wait for *future*, whose cancellation was requested, even if cancelled again."""
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            pass  # the caller raises a cancellation (or the future's error) afterwards
 
 
 def _set_result_unless_done(future: asyncio.Future[Any], value: Any) -> None:
@@ -340,7 +334,6 @@ async def run_aio_future(future: Awaitable[T], *, loop: BaseTrioEventLoop | None
     except BaseException:
         _close_unstarted(future)
         raise
-    _check_future_loop(target, future)
     return await target.run_aio_future(future)  # type: ignore[no-any-return]
 
 
@@ -366,10 +359,7 @@ def run_trio(proc: Callable[..., Awaitable[T]], *args: Any) -> asyncio.Future[T]
 
 def run_trio_task(proc: Callable[..., Awaitable[Any]], *args: Any) -> None:
     """Start a Trio task from asyncio whose errors end the enclosing ``open_loop()``."""
-    loop = _asyncio_side_loop(None, "run_trio_task()")
-    if not callable(proc):
-        raise TypeError(f"run_trio_task() expects an async function, got {proc!r}")
-    loop.run_trio_task(proc, *args)
+    _asyncio_side_loop(None, "run_trio_task()").run_trio_task(proc, *args)
 
 
 async def allow_asyncio(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:

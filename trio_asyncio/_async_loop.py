@@ -81,6 +81,8 @@ class TrioEventLoop(BaseTrioEventLoop):
         return self._running
 
     def run_forever(self) -> None:
+        # The stdlib's order of checks: a closed loop is reported as closed.
+        self._check_closed()
         raise RuntimeError(
             "This event loop is already running: it is driven by Trio inside "
             "'async with trio_asyncio.open_loop()'. Await asyncio code from Trio "
@@ -89,7 +91,8 @@ class TrioEventLoop(BaseTrioEventLoop):
 
     def run_until_complete(self, future: Awaitable[Any]) -> Any:
         if asyncio.iscoroutine(future):
-            future.close()
+            future.close()  # it will never run: no "never awaited" warning
+        self._check_closed()
         raise RuntimeError(
             "This event loop is already running: it is driven by Trio inside "
             "'async with trio_asyncio.open_loop()'. Use "
@@ -169,6 +172,11 @@ class TrioEventLoop(BaseTrioEventLoop):
             while not self._stopping and (until is None or not until.done()):
                 if not iterate() or perf_counter() > end:
                     break
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # As in the scheduler: it ends the open_loop() block. It must not
+            # escape into whichever Trio task happened to help (a worker of
+            # the loop's Trio tasks, say, whose nursery it would crash).
+            self._report_fatal(exc)
         finally:
             _set_running_loop(saved[0])
             _sniffio.name = saved[1]
@@ -272,6 +280,11 @@ class TrioEventLoop(BaseTrioEventLoop):
             self.default_exception_handler(context)
 
     def _report_fatal(self, exc: BaseException) -> None:
+        if any(known is exc for known in self._fatal_errors):
+            # The same error again, on its way up a chain of cross-calls
+            # (an asyncio task raised it, then the Trio job awaiting that
+            # task): it is raised from open_loop() once.
+            return
         self._fatal_errors.append(exc)
         token = self._token
         if token is not None:
@@ -415,7 +428,7 @@ class TrioEventLoop(BaseTrioEventLoop):
             with trio.CancelScope(shield=True):
                 async with trio.open_nursery() as nursery:
                     self._trio_nursery = nursery
-                    self._trio_jobs = TrioJobRunner(self, nursery)
+                    self._trio_jobs = TrioJobRunner(nursery)
                     task_status.started()
                     await self._trio_tasks_closing.wait()
                     nursery.cancel_scope.cancel()
@@ -495,6 +508,26 @@ class TrioEventLoop(BaseTrioEventLoop):
         return BaseExceptionGroup("errors in trio-asyncio loop", errors)
 
 
+OPEN_LOOP_OUTSIDE_TRIO = (
+    "open_loop() must be used in Trio code, inside trio.run() (or use trio_asyncio.run()). "
+    "asyncio code that needs Trio should run on a loop from trio_asyncio.new_event_loop() "
+    "and call Trio code through trio_asyncio.trio_as_aio()."
+)
+
+
+def _check_in_trio() -> None:
+    """RuntimeError saying what to do when there is no Trio run here (plain asyncio code).
+
+    Without it, Trio fails deep inside ``open_nursery()`` with an
+    AttributeError. In asyncio code on a Trio-hosted loop Trio's current task
+    is our sentinel, whose own error (Trio called from asyncio) follows.
+    """
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        raise RuntimeError(OPEN_LOOP_OUTSIDE_TRIO) from None
+
+
 @asynccontextmanager
 async def open_loop(queue_len: int | None = None) -> AsyncIterator[TrioEventLoop]:
     """Run an asyncio event loop for the duration of the block. Trio-flavoured.
@@ -507,6 +540,7 @@ async def open_loop(queue_len: int | None = None) -> AsyncIterator[TrioEventLoop
     asyncio callback or task and that no exception handler took is raised
     here. *queue_len* is accepted for compatibility and ignored.
     """
+    _check_in_trio()
     loop = TrioEventLoop()
     token = current_loop.set(loop)
     unwrapped: BaseException | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import threading
 import types
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -79,17 +80,26 @@ class BaseTrioEventLoop(
         _sniffio.name = saved[1]
 
     def _create_task_from_trio(self, coro: Any) -> asyncio.Future[Any]:
-        """Wrap an asyncio coroutine or awaitable in a task of this loop, from Trio code."""
-        if self._task_factory is None and type(coro) is _CoroutineType:
-            # Fast path: a plain Task only schedules its first step.
-            return self.create_task(coro)
-        # A task factory may start the task eagerly (3.12+): then its first
-        # step runs right here and must see asyncio, not Trio.
-        saved = self._enter_asyncio()
+        """Wrap an asyncio coroutine or awaitable in a task of this loop, from Trio code.
+
+        If no task takes it (a closed loop, a foreign thread, a failing task
+        factory), a coroutine is closed: it will never run, and must not be
+        reported as "never awaited" on top of the error.
+        """
         try:
-            return asyncio.ensure_future(coro, loop=self)
-        finally:
-            self._leave_asyncio(saved)
+            if self._task_factory is None and type(coro) is _CoroutineType:
+                # Fast path: a plain Task only schedules its first step.
+                return self.create_task(coro)
+            # A task factory may start the task eagerly (3.12+): then its first
+            # step runs right here and must see asyncio, not Trio.
+            saved = self._enter_asyncio()
+            try:
+                return asyncio.ensure_future(coro, loop=self)
+            finally:
+                self._leave_asyncio(saved)
+        except BaseException:
+            _close_unstarted(coro)
+            raise
 
     # ---- driver hooks -------------------------------------------------------
 
@@ -139,6 +149,8 @@ class BaseTrioEventLoop(
         """
         if not isinstance(future, asyncio.Future):
             return await self.run_aio_coroutine(future)
+        if future.get_loop() is not self:
+            _check_future_loop(self, future)
         return await self._wait_future(future)
 
     async def run_aio_coroutine(self, coro: Awaitable[Any]) -> Any:
@@ -219,7 +231,7 @@ class BaseTrioEventLoop(
         """
         self._check_closed()
         if not callable(proc):
-            raise TypeError(f"run_trio() expects an async function, got {proc!r}")
+            raise _not_an_async_function("run_trio", proc)
         future = TrioTaskFuture(self)
         context = contextvars.copy_context()
         context.run(current_loop.set, self)
@@ -235,6 +247,8 @@ class BaseTrioEventLoop(
     def run_trio_task(self, proc: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Start ``proc(*args)`` as a Trio task whose errors end the loop's owner."""
         self._check_closed()
+        if not callable(proc):
+            raise _not_an_async_function("run_trio_task", proc)
         self._spawn_trio(_run_reporting_errors, self, proc, args)
 
     def _run_sync_in_trio_thread(
@@ -280,6 +294,47 @@ def _close_unstarted(awaitable: Any) -> None:
     close = getattr(awaitable, "close", None)
     if asyncio.iscoroutine(awaitable) and close is not None:
         close()
+
+
+def _not_an_async_function(what: str, proc: object) -> TypeError:
+    """The TypeError for a Trio entry point given something other than an async function.
+
+    A coroutine object (``run_trio(fn())`` instead of ``run_trio(fn)``) is
+    closed, so that the mistake is reported once, not also as "never awaited".
+    """
+    if asyncio.iscoroutine(proc):
+        _close_unstarted(proc)
+        return TypeError(
+            f"{what}() expects an async function, got a coroutine object {proc!r}: "
+            f"pass the async function and its arguments, {what}(fn, *args), "
+            f"not {what}(fn(*args))"
+        )
+    return TypeError(f"{what}() expects an async function, got {proc!r}")
+
+
+def _check_future_loop(loop: BaseTrioEventLoop, future: Any) -> None:
+    """Refuse to wait, from Trio, for a future that this Trio run can never be woken by.
+
+    A future of a non-trio-asyncio loop (a stdlib loop, say) would complete,
+    if ever, in a loop that knows nothing of Trio; one of a trio-asyncio loop
+    running in another thread would call us back from that thread.
+    """
+    if not isinstance(future, asyncio.Future):
+        return
+    owner = future.get_loop()
+    if owner is loop:
+        return
+    if not isinstance(owner, BaseTrioEventLoop):
+        raise ValueError(
+            f"The future belongs to {owner!r}, not to a trio-asyncio loop: "
+            "Trio code cannot wait for it"
+        )
+    tid = owner._thread_id
+    if tid is not None and tid != threading.get_ident():
+        raise RuntimeError(
+            "The future belongs to a trio-asyncio loop that runs in another thread: "
+            "use asyncio.run_coroutine_threadsafe() or loop.call_soon_threadsafe() to reach it"
+        )
 
 
 async def _done_result(future: asyncio.Future[Any]) -> Any:

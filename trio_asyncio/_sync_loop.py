@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import time
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,11 +27,11 @@ import outcome
 import trio
 
 from . import _compat
-from ._core._current import current_loop
 from ._loop_base import BaseTrioEventLoop
 from ._trio_tasks import TrioJobRunner
 
 _get_ident = threading.get_ident
+_monotonic = time.monotonic
 _get_running_loop = _compat.get_running_loop_or_none
 _set_running_loop = _compat.set_running_loop
 _sniffio = _compat.sniffio_state
@@ -55,6 +57,9 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self._guest_stop: trio.Event | None = None
         self._trio_stash: dict[str, object] | None = None
         self._sigint_wrapper: Any = None
+        self._guest_host: _GuestHost | None = None
+        self._trio_warmth = _Warmth()
+        self._guest_thread: int | None = None
 
     # ---- running ---------------------------------------------------------------
 
@@ -179,8 +184,11 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         if not _compat.is_trio_signal_handler(trio_handler):
             return
 
+        loop_ref = weakref.ref(self)  # the handler must not keep the loop alive
+
         def handler(signum: int, frame: Any) -> None:
-            if self._running:
+            loop = loop_ref()
+            if loop is not None and loop._running:
                 trio_handler(signum, frame)  # type: ignore[operator]
             else:
                 raise KeyboardInterrupt
@@ -214,34 +222,65 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self._shutdown_default_executor_now()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        if not self._closed:
-            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
-            if not self._running:
-                self._closed = True
-                self._close_selector()
+        if self._closed:
+            return
+        _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+        if self._running:  # pragma: no cover - a running loop is referenced
+            return
+        host = self._guest_host
+        if host is not None and self._trio_state != "done":
+            # Its Trio guest run must end too, or Trio's I/O thread and fds
+            # stay behind. That takes a short run of this loop, which is
+            # only possible where it could run: its own thread, outside any
+            # other loop or Trio run.
+            if (
+                _get_ident() != self._guest_thread
+                or _get_running_loop() is not None
+                or (self._trio_stash is not None and _compat.trio_run_active())
+            ):
+                return  # leaked, but at least reported
+            host.strong = self
+            try:
+                self.close()
+            finally:
+                host.strong = None
+            return
+        self._closed = True
+        self._close_selector()
 
     # ---- Trio, as a guest ------------------------------------------------------------
 
     def _start_trio(self) -> None:
         self._trio_state = "starting"
+        # Between runs (run_trio() from plain code), Trio's per-run thread
+        # state must be stashed at once, as at the end of a run: its
+        # async-generator hooks go on top of ours, and come off with them.
+        between_runs = not self._running
+        if between_runs:
+            self._install_asyncgen_hooks()
+        # Trio keeps the guest run alive from its I/O thread: it must reach
+        # this loop only weakly, or an unclosed loop would never be collected.
+        host = self._guest_host = _GuestHost(self)
+        self._guest_thread = _get_ident()
         try:
             trio.lowlevel.start_guest_run(
-                self._trio_main,
-                run_sync_soon_threadsafe=self.call_soon_threadsafe,
-                run_sync_soon_not_threadsafe=self._run_trio_tick_soon,
-                done_callback=self._trio_done,
+                _guest_main,
+                host,
+                run_sync_soon_threadsafe=host.call_soon_threadsafe,
+                run_sync_soon_not_threadsafe=host.run_tick_soon,
+                done_callback=host.done,
                 host_uses_signal_set_wakeup_fd=True,
             )
         except BaseException:
             self._trio_state = "none"
             self._trio_waiting.clear()
+            if between_runs:
+                self._uninstall_asyncgen_hooks()
             raise
         self._wrap_trio_sigint_handler()
-        if not self._running:
+        if between_runs:
             self._leave_trio_state()
-
-    def _run_trio_tick_soon(self, tick: Callable[[], object]) -> None:
-        self.call_soon(self._run_trio_tick, tick)
+            self._uninstall_asyncgen_hooks()
 
     @trio.lowlevel.enable_ki_protection
     def _run_trio_tick(self, tick: Callable[[], object]) -> None:
@@ -252,26 +291,6 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             tick()
         finally:
             _set_running_loop(saved)
-
-    async def _trio_main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self._guest_stop = trio.Event()
-        current_loop.set(self)
-        async with trio.open_nursery() as nursery:
-            self._trio_jobs = TrioJobRunner(self, nursery)
-            self._trio_state = "running"
-            waiting, self._trio_waiting = self._trio_waiting, []
-            for fn, args in waiting:
-                fn(*args)
-            while True:
-                try:
-                    await self._guest_stop.wait()
-                    break
-                except KeyboardInterrupt as exc:
-                    # Ctrl-C during a Trio tick: it belongs to whoever called
-                    # run_forever / run_until_complete.
-                    self._raise_in_host(exc)
-            nursery.cancel_scope.cancel()
 
     def _trio_done(self, result: outcome.Outcome[Any]) -> None:
         self._unwrap_trio_sigint_handler()
@@ -296,6 +315,16 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self, future: Any, proc: Callable[..., Awaitable[Any]], args: tuple[Any, ...], context: Any
     ) -> None:
         self._check_closed()
+        # Before Trio may be started: a guest run started from a foreign
+        # thread would be abandoned half-way when call_soon() refuses it.
+        self._check_thread("run_trio")
+        jobs = self._trio_jobs
+        if jobs is not None and self._running and self._trio_state == "running":
+            # During a run, the guest run's state is this thread's: hand the
+            # job over directly (Trio is woken if it waits for I/O), which
+            # saves a Trio tick and a wake-up through the entry queue.
+            jobs.submit(future, proc, args, context)
+            return
         self._in_trio(self._submit_in_trio, future, proc, args, context)
 
     def _submit_in_trio(self, *job: Any) -> None:
@@ -306,6 +335,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
 
     def _spawn_trio(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         self._check_closed()
+        self._check_thread("run_trio_task")  # as in _submit_trio_job
         self._in_trio(self._spawn_in_trio, async_fn, args)
 
     def _spawn_in_trio(
@@ -313,6 +343,10 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
     ) -> None:
         if self._trio_jobs is not None:
             self._trio_jobs._nursery.start_soon(async_fn, *args)
+
+    def _complete_from_trio(self, finish: Callable[..., None], *args: Any) -> None:
+        finish(*args)
+        self._trio_warmth.job_done()
 
     def _call_in_trio(self, fn: Callable[..., object], *args: Any) -> None:
         # Asyncio code is not inside the guest run (and between runs its
@@ -372,6 +406,122 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
                 self._run_once()
         finally:
             self._exit_run(saved)
+
+
+class _GuestHost:
+    """What the Trio guest run holds of its host loop: a weak reference.
+
+    While the loop's ``__del__`` closes it, the reference is made strong
+    for that time (the cyclic GC has cleared weak references by then).
+    """
+
+    __slots__ = ("_ref", "strong")
+
+    def __init__(self, loop: SyncTrioEventLoop) -> None:
+        self._ref = weakref.ref(loop)
+        self.strong: SyncTrioEventLoop | None = None
+
+    def loop(self) -> SyncTrioEventLoop | None:
+        return self.strong or self._ref()
+
+    def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        loop = self.loop()
+        if loop is not None and not loop._closed:
+            # Trio passes its guest tick here too (after waiting for I/O in
+            # its thread): like any tick, it must run KI-protected, or a
+            # Ctrl-C landing in it would lose the tick and stall the run.
+            loop.call_soon_threadsafe(loop._run_trio_tick, fn)
+
+    def run_tick_soon(self, tick: Callable[[], object]) -> None:
+        loop = self.loop()
+        if loop is not None:
+            loop.call_soon(loop._run_trio_tick, tick)
+
+    def done(self, result: outcome.Outcome[Any]) -> None:
+        loop = self.loop()
+        if loop is not None:
+            loop._trio_done(result)
+
+
+async def _guest_main(host: _GuestHost) -> None:
+    """The guest run's main task: it hosts the job runner until the loop closes.
+
+    It holds the loop only while it is not waiting, so that an unclosed,
+    unreferenced loop can be collected (and closed by ``__del__``).
+    """
+    loop = host.loop()
+    if loop is None:  # pragma: no cover - collected before Trio started
+        return
+    loop._token = trio.lowlevel.current_trio_token()
+    stop = loop._guest_stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        loop._trio_jobs = TrioJobRunner(nursery)
+        nursery.start_soon(_keep_warm, loop._trio_warmth, name="trio-asyncio warmth")
+        loop._trio_state = "running"
+        waiting, loop._trio_waiting = loop._trio_waiting, []
+        del loop
+        _run_all(waiting)
+        del waiting
+        while True:
+            try:
+                await stop.wait()
+                break
+            except KeyboardInterrupt as exc:
+                # Ctrl-C during a Trio tick: it belongs to whoever called
+                # run_forever / run_until_complete.
+                loop = host.loop()
+                if loop is not None:
+                    loop._raise_in_host(exc)
+                del loop
+        nursery.cancel_scope.cancel()
+
+
+class _Warmth:
+    """When the guest run should stay awake after Trio work for asyncio finished.
+
+    A guest run with nothing to do waits for I/O in Trio's own thread, and
+    waking it from asyncio costs a trip through that thread (tens of
+    microseconds, more when the GIL is busy). Right after a job for asyncio
+    ends, another one often follows (a loop of ``await trio_as_aio(f)()``),
+    so for a moment the guest keeps ticking in our thread instead.
+    """
+
+    __slots__ = ("parked", "until")
+
+    #: Seconds the guest run stays awake after a job ended.
+    GRACE = 0.001
+
+    def __init__(self) -> None:
+        self.until = 0.0
+        self.parked: trio.lowlevel.Task | None = None
+
+    def job_done(self) -> None:
+        """Called in the guest run when a job for asyncio has ended."""
+        self.until = _monotonic() + self.GRACE
+        task = self.parked
+        if task is not None:
+            self.parked = None
+            trio.lowlevel.reschedule(task)
+
+
+async def _keep_warm(warmth: _Warmth) -> None:
+    """Stay runnable (so Trio does not wait in its thread) while warmth lasts."""
+
+    def abort(_: Any) -> trio.lowlevel.Abort:
+        warmth.parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    while True:
+        if _monotonic() < warmth.until:
+            await trio.lowlevel.checkpoint()
+        else:
+            warmth.parked = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def _run_all(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+    for fn, args in calls:
+        fn(*args)
 
 
 def _stop_loop(future: asyncio.Future[Any]) -> None:

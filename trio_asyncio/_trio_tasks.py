@@ -60,7 +60,19 @@ class TrioTaskFuture(asyncio.Future):  # type: ignore[type-arg]
             asyncio.Future.cancel(self, self._cancel_message)
 
     def _finish(self, value: object) -> None:
-        if not self.done():
+        if self.done():
+            return
+        scope = self._trio_scope
+        if self._cancel_requested and (scope is None or not scope.cancel_called):
+            # cancel() returned True, but the job returned before the
+            # cancellation reached its scope (the sync loop delivers it
+            # through the Trio token, later). As for an asyncio.Task
+            # cancelled before its coroutine saw it, the cancellation wins:
+            # with a result, the awaiting task would lose it (and never
+            # end). A job that saw it and returned anyway (shielded) keeps
+            # its result.
+            asyncio.Future.cancel(self, self._cancel_message)
+        else:
             self.set_result(value)
 
     def _finish_error(self, exc: BaseException) -> None:
@@ -88,10 +100,12 @@ class TrioJobRunner:
 
     MAX_IDLE = 16
 
-    def __init__(self, loop: Any, nursery: trio.Nursery) -> None:
-        self._loop = loop
+    def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._idle: list[trio.lowlevel.Task] = []
+        # A parked worker holds no job's contextvars (they may hold the loop,
+        # which Trio must not keep alive: see SyncTrioEventLoop.__del__).
+        self._idle_context = contextvars.Context()
 
     def submit(
         self,
@@ -117,6 +131,7 @@ class TrioJobRunner:
         if len(idle) >= self.MAX_IDLE:
             return None
         idle.append(task)
+        _compat.set_task_context(task, self._idle_context)
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             idle.remove(task)
@@ -137,9 +152,9 @@ class TrioJobRunner:
                 job = await self._next_job()
 
     async def _run_job(self, scope: trio.CancelScope, job: Any) -> None:
-        loop = self._loop
         future, proc, args = job
         del job
+        loop = future.get_loop()
         future._trio_scope = scope
         if future._cancel_requested:
             scope.cancel()

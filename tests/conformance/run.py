@@ -40,6 +40,8 @@ WORKER = [sys.executable, "-m", "tests.conformance.worker"]
 # killed (a hang outside any test, e.g. in a class fixture).
 WATCHDOG_GRACE = 60.0
 MAX_WORKERS_PER_MODE = 100
+# Workers in a row that may die before their first test.
+MAX_STARTUP_FAILURES = 3
 EXIT_MISSING_TESTS = 4
 
 
@@ -142,6 +144,7 @@ def run_mode(
     remaining = list(ids)
     progress = Progress(mode, lambda t: matcher.find(t, mark_used=False) is not None)
     attempt = 0
+    startup_failures = 0
     while remaining:
         attempt += 1
         if attempt > MAX_WORKERS_PER_MODE:
@@ -178,11 +181,18 @@ def run_mode(
             break
         if current is None:
             if not any(t in results for t in remaining):
+                # A worker killed from outside (the OOM killer, a stray
+                # signal) says nothing about the tests: try again, twice.
+                startup_failures += 1
+                if startup_failures < MAX_STARTUP_FAILURES:
+                    continue
                 detail = f"the worker failed before any test (exit {proc.returncode}):\n"
                 for test_id in remaining:
                     results[test_id] = _raw(test_id, "crash", detail + _tail(log_file))
                 break
         else:
+            startup_failures = 0
+        if current is not None:
             outcome = "timeout" if hung or "Timeout (0:" in _tail(log_file, 400) else "crash"
             what = (
                 f"no result within {timeouts.get(current, timeout):g} s"

@@ -509,6 +509,46 @@ def test_create_server_argument_checks(aio_run: Callable[..., Any]) -> None:
     assert aio_run(main) == expected
 
 
+def test_a_server_that_cannot_start_closes_its_sockets(trio_aio_run: Callable[..., Any]) -> None:
+    # A deliberate difference: the stdlib leaks the listening sockets here.
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(TypeError, match="cannot be interpreted as an integer"):
+            await loop.create_server(EchoRecorder, LOCALHOST, 0, backlog="x")  # type: ignore[arg-type]
+        given = socket.socket()
+        given.bind((LOCALHOST, 0))
+        with pytest.raises(TypeError, match="cannot be interpreted as an integer"):
+            await loop.create_server(EchoRecorder, sock=given, backlog="x")  # type: ignore[arg-type]
+        assert loop._fd_count == 0
+        return given.fileno()  # the server owned it: closed
+
+    assert trio_aio_run(main) == -1
+
+
+@pytest.mark.parametrize("steps", range(8))
+def test_create_server_cancelled_at_any_step_leaves_nothing_open(
+    trio_aio_run: Callable[..., Any], steps: int
+) -> None:
+    """Cancelled after *steps* loop iterations: either no server, or a server to close."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(loop.create_server(EchoRecorder, LOCALHOST, 0))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            server = await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            server.close()
+            await server.wait_closed()
+        assert loop._fd_count == 0  # and the leak guard checks the sockets
+
+    trio_aio_run(main)
+
+
 def test_peername_of_accepted_connections(aio_run: Callable[..., Any]) -> None:
     async def main() -> bool:
         loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _drivers import EVERY_DRIVER
 
 import trio_asyncio
 from trio_asyncio._io._sockets import numeric_addrinfo
@@ -534,6 +535,68 @@ def test_completed_operation_leaves_no_registration(trio_aio_run: Callable[..., 
             assert loop._fd_count == 0
 
     trio_aio_run(main)
+
+
+def _first_step_in_a_thread(coro: Any) -> BaseException | None:
+    """Run *coro*'s first step in this (foreign) thread; the error it raised, if any."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return None
+    except BaseException as exc:
+        return exc
+    finally:
+        coro.close()
+    return None
+
+
+@pytest.mark.parametrize("driver", ["trio_asyncio", "sync"])
+@pytest.mark.parametrize("operation", ["recv", "sendall"])
+def test_waiting_from_a_foreign_thread_is_refused(driver: str, operation: str) -> None:
+    """A sock_* call that has to wait, made from another thread, fails before registering.
+
+    Ours only (the stdlib does not check). On the Trio-hosted loop the
+    registration used to reschedule the scheduler task from that thread,
+    which hung the Trio run.
+    """
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = nb_socketpair()
+        with closing_all(a, b):
+            call = {
+                "recv": lambda: loop.sock_recv(a, 10),
+                "sendall": lambda: loop.sock_sendall(a, b"x" * BIG),
+            }[operation]
+            error = await loop.run_in_executor(None, _first_step_in_a_thread, call())
+            assert isinstance(error, RuntimeError)
+            assert "Non-thread-safe operation" in str(error)
+            assert not registered(loop, a)
+            assert loop._fd_count == 0
+            # The loop is unharmed: the same wait works from its own thread.
+            if operation == "recv":
+                b.send(b"y")
+                assert await loop.sock_recv(a, 10) == b"y"
+            else:
+                with contextlib.suppress(BlockingIOError):
+                    while b.recv(BIG):  # what the refused call sent before waiting
+                        pass
+                sending = asyncio.ensure_future(loop.sock_sendall(a, b"y" * BIG))
+                await recv_exactly(loop, b, BIG)
+                await sending
+
+    EVERY_DRIVER[driver](main)
+
+
+def test_waiting_on_a_closed_loop_says_it_is_closed() -> None:
+    loop = trio_asyncio.new_event_loop()
+    loop.close()
+    a, b = nb_socketpair()
+    with closing_all(a, b):
+        coro = loop.sock_recv(a, 10)
+        with pytest.raises(RuntimeError, match=r"^Event loop is closed$"):
+            coro.send(None)  # "Selector is closed", before
+        coro.close()
 
 
 def test_fd_of_a_transport_is_refused(trio_aio_run: Callable[..., Any]) -> None:

@@ -35,8 +35,8 @@ class _Dispatcher:
     def __init__(self) -> None:
         self.users = 0
         self.previous = sys.get_asyncgen_hooks()
-        # id(agen) -> owning loop. Safe to key by id: an entry is rewritten by
-        # firstiter before any new generator with that id can be finalized.
+        # id(agen) -> owning loop. Safe to key by id: firstiter rewrites or
+        # drops the entry before any new generator with that id can be finalized.
         self.owners: dict[int, tuple[Any, weakref.ref[Any]]] = {}
         self._prune_at = 64
 
@@ -48,6 +48,9 @@ class _Dispatcher:
             if len(self.owners) > self._prune_at:
                 self._prune()
             return
+        # Not ours: forget a stale entry of an exhausted generator of ours
+        # that had this id, or finalizer() would hand this one to that loop.
+        self.owners.pop(id(agen), None)
         hook = self.previous.firstiter
         if hook is not None:
             hook(agen)

@@ -286,10 +286,11 @@ class CoreEventLoop(
             "to reach it from this thread."
         )
 
-    def _check_thread(self) -> None:
+    def _check_thread(self, what: str = "a loop method") -> None:
+        """RuntimeError if the loop runs in another thread; *what* names the refused call."""
         tid = self._thread_id
         if tid is not None and tid != _get_ident():
-            self._raise_wrong_thread("a loop method")
+            self._raise_wrong_thread(what)
 
     def _check_callback(self, callback: object, method: str) -> None:
         if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):

@@ -612,9 +612,16 @@ class ConnectionsMixin:
             unix_cleanup,
         )
         if start_serving:
-            server._start_serving()
-            # One loop iteration, as in the stdlib.
-            await asyncio.sleep(0)
+            try:
+                server._start_serving()
+                # One loop iteration, as in the stdlib.
+                await asyncio.sleep(0)
+            except BaseException:
+                # listen() refused (a bad backlog, say), or we were cancelled:
+                # nobody will ever see this server, so its sockets are ours to
+                # close (the stdlib leaks them).
+                server.close()
+                raise
         if self._debug:  # type: ignore[attr-defined]
             logger.info("%r is serving", server)
         return server

@@ -157,6 +157,11 @@ class DatagramMixin:
         allow_broadcast: bool | None,
         sock: socket.socket | None,
     ) -> tuple[asyncio.DatagramTransport, asyncio.BaseProtocol]:
+        # Before any socket or transport exists: the transport's first
+        # call_soon() would refuse a closed loop (or a foreign thread) only
+        # once the socket is bound, and leave both behind.
+        self._check_closed()  # type: ignore[attr-defined]
+        self._check_thread("create_datagram_endpoint")  # type: ignore[attr-defined]
         remote: Any = None  # default destination of sendto()
         own_sock = sock is None
         if sock is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import threading
 from asyncio import Handle
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from ._transport_base import TransportRegistry
 
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
+_get_ident = threading.get_ident
 
 
 def fileobj_to_fd(fileobj: Any) -> int:
@@ -117,24 +119,26 @@ class FdWatchingMixin:
     def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever *fd* is readable."""
         self._check_closed()  # type: ignore[attr-defined]
-        self._check_thread()  # type: ignore[attr-defined]
+        self._check_thread("add_reader")  # type: ignore[attr-defined]
         self._check_callback(callback, "add_reader")  # type: ignore[attr-defined]
-        self._transports.check_free(fileobj_to_fd(fd))
-        self._add_reader(fd, callback, *args)
+        fd = fileobj_to_fd(fd)
+        self._transports.check_free(fd)
+        self._register(fd, _READ, Handle(callback, args, self, None))
 
     def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` whenever *fd* is writable."""
         self._check_closed()  # type: ignore[attr-defined]
-        self._check_thread()  # type: ignore[attr-defined]
+        self._check_thread("add_writer")  # type: ignore[attr-defined]
         self._check_callback(callback, "add_writer")  # type: ignore[attr-defined]
-        self._transports.check_free(fileobj_to_fd(fd))
-        self._add_writer(fd, callback, *args)
+        fd = fileobj_to_fd(fd)
+        self._transports.check_free(fd)
+        self._register(fd, _WRITE, Handle(callback, args, self, None))
 
     def remove_reader(self, fd: Any) -> bool:
         """Stop watching *fd* for reading; True if it was watched."""
         if self.is_closed():  # type: ignore[attr-defined]
             return False
-        self._check_thread()  # type: ignore[attr-defined]
+        self._check_thread("remove_reader")  # type: ignore[attr-defined]
         self._transports.check_free(fileobj_to_fd(fd))
         return self._remove_reader(fd)
 
@@ -142,18 +146,34 @@ class FdWatchingMixin:
         """Stop watching *fd* for writing; True if it was watched."""
         if self.is_closed():  # type: ignore[attr-defined]
             return False
-        self._check_thread()  # type: ignore[attr-defined]
+        self._check_thread("remove_writer")  # type: ignore[attr-defined]
         self._transports.check_free(fileobj_to_fd(fd))
         return self._remove_writer(fd)
 
-    # ---- unchecked versions, used by transports -------------------------------
+    # ---- versions for transports and sock_* ------------------------------------
+    #
+    # They skip the public checks of the callback and of fd ownership, but
+    # not the loop's state: on a closed loop the selector is gone ("Event
+    # loop is closed" says why), and from a foreign thread a registration
+    # would race with the selector (and, on a Trio-hosted loop, reschedule
+    # the scheduler task from outside Trio, which hangs the run).
 
     def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+        if self._closed:  # type: ignore[attr-defined]
+            self._raise_closed()  # type: ignore[attr-defined]
+        tid = self._thread_id  # type: ignore[attr-defined]
+        if tid is not None and tid != _get_ident():
+            self._raise_wrong_thread("add_reader")  # type: ignore[attr-defined]
         handle = Handle(callback, args, self, None)
         self._register(fileobj_to_fd(fd), _READ, handle)
         return handle
 
     def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+        if self._closed:  # type: ignore[attr-defined]
+            self._raise_closed()  # type: ignore[attr-defined]
+        tid = self._thread_id  # type: ignore[attr-defined]
+        if tid is not None and tid != _get_ident():
+            self._raise_wrong_thread("add_writer")  # type: ignore[attr-defined]
         handle = Handle(callback, args, self, None)
         self._register(fileobj_to_fd(fd), _WRITE, handle)
         return handle

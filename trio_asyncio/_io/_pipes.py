@@ -402,6 +402,10 @@ class PipesMixin:
         then delivers ``data_received``, ``eof_received`` and finally
         ``connection_lost``, after which *pipe* is closed.
         """
+        # Before the transport adopts the pipe: its first call_soon() would
+        # refuse a closed loop (or a foreign thread) only half-way through.
+        self._check_closed()  # type: ignore[attr-defined]
+        self._check_thread("connect_read_pipe")  # type: ignore[attr-defined]
         protocol = protocol_factory()
         waiter = self.create_future()  # type: ignore[attr-defined]
         transport = ReadPipeTransport(self, pipe, protocol, waiter)
@@ -424,6 +428,10 @@ class PipesMixin:
         connection (``connection_lost(BrokenPipeError())`` if data was still
         buffered, else ``connection_lost(None)``).
         """
+        # Before the transport adopts the pipe: its first call_soon() would
+        # refuse a closed loop (or a foreign thread) only half-way through.
+        self._check_closed()  # type: ignore[attr-defined]
+        self._check_thread("connect_write_pipe")  # type: ignore[attr-defined]
         protocol = protocol_factory()
         waiter = self.create_future()  # type: ignore[attr-defined]
         transport = WritePipeTransport(self, pipe, protocol, waiter)

@@ -49,9 +49,12 @@ _RETRY = (BlockingIOError, InterruptedError)
 # Size of the read-and-send buffer of the sendfile fallback (as in the stdlib).
 SENDFILE_FALLBACK_BLOCK = 256 * 1024
 
-# Our clean-up done callbacks touch no context variable, so they can share
-# one context instead of copying the caller's on every slow-path operation.
-_CLEANUP_CONTEXT = contextvars.Context()
+# Our clean-up done callbacks touch no context variable: they run in a new,
+# empty context rather than a copy of the caller's. Not one shared context:
+# a Context cannot be entered by two threads at once, and loops in different
+# threads run these callbacks concurrently ("cannot enter context: ... is
+# already entered"). An empty Context() costs what copy_context() does.
+_Context = contextvars.Context
 
 # (family, type, proto, canonname, sockaddr), as socket.getaddrinfo returns.
 AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
@@ -350,7 +353,7 @@ class SocketOpsMixin:
         self._transports.check_free(fd)
         fut = self.create_future()
         handle = self._add_reader(fd, callback, fut, *args)
-        fut.add_done_callback(partial(_forget_reader, self, fd, handle), context=_CLEANUP_CONTEXT)
+        fut.add_done_callback(partial(_forget_reader, self, fd, handle), context=_Context())
         return fut
 
     def _wait_writable(
@@ -361,7 +364,7 @@ class SocketOpsMixin:
         self._transports.check_free(fd)
         fut = self.create_future()
         handle = self._add_writer(fd, callback, fut, *args)
-        fut.add_done_callback(partial(_forget_writer, self, fd, handle), context=_CLEANUP_CONTEXT)
+        fut.add_done_callback(partial(_forget_writer, self, fd, handle), context=_Context())
         return fut
 
     # ---- receiving ---------------------------------------------------------------

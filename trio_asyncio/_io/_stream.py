@@ -133,7 +133,17 @@ class SocketTransport(TransportBase):
         if server is not None:
             server._attach(self)
         loop._transports.add(self._fd, self)
-        loop.call_soon(self._start, waiter)
+        try:
+            loop.call_soon(self._start, waiter)
+        except BaseException:
+            # A closed loop or a foreign thread: this transport never
+            # existed. The socket stays the caller's to close, without an
+            # "unclosed transport" warning from a half-made transport.
+            loop._transports.discard(self._fd, self)
+            if server is not None:
+                server._detach(self)
+            self._sock = None
+            raise
 
     def _start(self, waiter: asyncio.Future[Any] | None) -> None:
         # connection_made() first, then reading, then the waiter: the same

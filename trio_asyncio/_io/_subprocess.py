@@ -428,6 +428,9 @@ class SubprocessMixin:
     ) -> SubprocessTransport:
         """Start the child and wait until the protocol is connected. Asyncio-flavoured."""
         self._check_closed()  # type: ignore[attr-defined]
+        # Before the child exists: its pipe transports would refuse a foreign
+        # thread only once it runs, leaving it unwatched.
+        self._check_thread("subprocess_shell" if shell else "subprocess_exec")  # type: ignore[attr-defined]
         waiter = self.create_future()  # type: ignore[attr-defined]
         transport = SubprocessTransport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize, waiter, extra, **kwargs
