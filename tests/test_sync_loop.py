@@ -31,7 +31,7 @@ import sniffio
 import trio
 
 import trio_asyncio
-from trio_asyncio import SyncTrioEventLoop, trio_as_aio
+from trio_asyncio import SyncTrioEventLoop, _sync_loop, trio_as_aio
 
 PROGRAMS = Path(__file__).parent / "sync_programs"
 SUBPROCESS_TIMEOUT = 60
@@ -623,7 +623,7 @@ def test_cancelling_trio_work_from_synchronous_code(how: str) -> None:
     assert cancelled == ["trio", "asyncio"]
 
 
-def test_close_cancels_trio_tasks_and_ends_the_guest_run() -> None:
+def test_close_cancels_trio_tasks_and_ends_the_guest_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """After close() no thread works for the loop: only idle threads of Trio's cache remain.
 
     Trio's thread cache keeps each worker thread for IDLE_TIMEOUT (10 s) after
@@ -642,6 +642,9 @@ def test_close_cancels_trio_tasks_and_ends_the_guest_run() -> None:
             if thread.name.startswith("Trio thread ") and thread not in idle
         }
 
+    # The guest run goes back to waiting in its thread as soon as it is idle
+    # (not after staying awake for a moment, as it does for speed).
+    monkeypatch.setattr(_sync_loop._Warmth, "GRACE", 0.0)
     before = set(threading.enumerate())
     busy_before = busy_trio_threads()
     loop = trio_asyncio.new_event_loop()
