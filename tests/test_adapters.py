@@ -803,22 +803,30 @@ async def _awaiting(awaitable):
 
 
 @pytest.mark.trio
-async def test_trio_code_that_ignores_the_cancel_delivers_its_value(autojump_clock):
-    # As with an asyncio task that swallows its cancellation.
+async def test_trio_code_that_ignores_the_cancel_still_ends_cancelled(autojump_clock):
+    # Trio's cancellation is level-triggered: the caller of a cancelled scope
+    # meets Cancelled at its next checkpoint, whatever the callee returned.
+    # The asyncio caller gets its CancelledError the same way; a result would
+    # swallow its only cancellation.
+    steps = []
     async with trio_asyncio.open_loop() as loop:
 
         async def shielded():
             with trio.CancelScope(shield=True):
                 await trio.sleep(1)
+            steps.append("finished anyway")
             return "finished anyway"
 
         async def scenario():
             fut = loop.run_trio(shielded)
             await asyncio.sleep(0)
             fut.cancel()
-            return await fut
+            with pytest.raises(asyncio.CancelledError):
+                await fut
+            return fut.cancelled()
 
-        assert await aio_as_trio(scenario)() == "finished anyway"
+        assert await aio_as_trio(scenario)() is True
+    assert steps == ["finished anyway"]
 
 
 # ---- contextvars and sniffio -------------------------------------------------------

@@ -31,19 +31,10 @@ import sniffio
 import trio
 
 import trio_asyncio
-from trio_asyncio import SyncTrioEventLoop, _sync_loop, trio_as_aio
+from trio_asyncio import SyncTrioEventLoop, _trio_tasks, aio_as_trio, trio_as_aio
 
 PROGRAMS = Path(__file__).parent / "sync_programs"
 SUBPROCESS_TIMEOUT = 60
-
-# ---- known bugs -------------------------------------------------------------------------
-
-BUG_UNCLOSED_GUEST_LEAK = (
-    "BUG: an unclosed SyncTrioEventLoop that started Trio is never garbage-collected: "
-    "Trio's I/O thread, blocked in epoll for the guest run, references the guest run, "
-    "which references the loop (done_callback, run_sync_soon_threadsafe, _trio_main's "
-    "frame). So no ResourceWarning is emitted, and its fds and threads leak."
-)
 
 # ---- helpers ----------------------------------------------------------------------------
 
@@ -359,6 +350,25 @@ def test_keyboard_interrupt_in_a_task_leaves_the_loop_usable(loop: Any) -> None:
     assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
 
 
+def test_an_interrupted_run_does_not_stop_the_next_one(loop: SyncTrioEventLoop) -> None:
+    # The future completes in the batch that raises KeyboardInterrupt: its
+    # "stop the loop" callback is already queued when the run ends, and runs
+    # in the next run. (The stdlib loop stops that next run at once, and
+    # says "Event loop stopped before Future completed.")
+    fut = loop.create_future()
+
+    def complete_then_interrupt() -> None:
+        fut.set_result("first")
+        raise KeyboardInterrupt
+
+    loop.call_soon(complete_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(fut)
+    assert loop.run_until_complete(asyncio.sleep(0.001, "second")) == "second"
+    # The same future, awaited again once done, still ends its run.
+    assert loop.run_until_complete(fut) == "first"
+
+
 @on_both_loops()
 def test_system_exit_in_a_task_is_not_reported_as_never_retrieved(
     loop: Any, caplog: pytest.LogCaptureFixture
@@ -541,6 +551,45 @@ def test_trio_code_runs_in_a_real_trio_run(loop: SyncTrioEventLoop) -> None:
     no_context_leaks()
 
 
+def test_asyncio_called_from_trio_in_a_sync_loop_sees_asyncio(loop: SyncTrioEventLoop) -> None:
+    """asyncio code that Trio code calls back runs as asyncio, blocking or not.
+
+    Its first step runs right away, inside the Trio task (no Trio tick), so
+    it must see its task, its loop and sniffio's "asyncio", and Trio must
+    refuse to run there without an adapter.
+    """
+
+    async def asyncio_part(block: bool) -> tuple[Any, ...]:
+        if block:
+            await asyncio.sleep(0.001)
+        try:
+            await trio.sleep(0)  # Trio without an adapter: refused
+        except RuntimeError:
+            trio_refused = True
+        else:  # pragma: no cover - the bug this checks for
+            trio_refused = False
+        return (
+            sniffio.current_async_library(),
+            asyncio.get_running_loop() is loop,
+            asyncio.current_task() is not None,
+            trio_refused,
+        )
+
+    async def trio_part() -> list[Any]:
+        results = []
+        for block in (False, True, False):
+            results.append(await aio_as_trio(asyncio_part)(block))
+            results.append(sniffio.current_async_library())
+        return results
+
+    async def main() -> list[Any]:
+        return await trio_as_aio(trio_part)()  # type: ignore[no-any-return]
+
+    expected = ("asyncio", True, True, True)
+    assert loop.run_until_complete(main()) == [expected, "trio"] * 3
+    no_context_leaks()
+
+
 def test_run_trio_from_synchronous_code(loop: SyncTrioEventLoop) -> None:
     """loop.run_trio() works while the loop is stopped; the next run drives it."""
     future = loop.run_trio(trio_double, 21)
@@ -644,7 +693,7 @@ def test_close_cancels_trio_tasks_and_ends_the_guest_run(monkeypatch: pytest.Mon
 
     # The guest run goes back to waiting in its thread as soon as it is idle
     # (not after staying awake for a moment, as it does for speed).
-    monkeypatch.setattr(_sync_loop._Warmth, "GRACE", 0.0)
+    monkeypatch.setattr(_trio_tasks.Warmth, "GRACE", 0.0)
     before = set(threading.enumerate())
     busy_before = busy_trio_threads()
     loop = trio_asyncio.new_event_loop()
@@ -1065,6 +1114,38 @@ def test_ctrl_c_during_asyncio_run(wait: str) -> None:
     ], err
     assert returncode == 0, err
     assert "Traceback" not in err, err
+
+
+def test_exit_with_an_unclosed_loop_collected_only_at_exit() -> None:
+    """A pending task keeps the loop in a cycle, and no GC runs before exit.
+
+    Collected while the interpreter finalizes, the loop could no longer end
+    its guest run (Trio's I/O thread cannot take the GIL then): the exit
+    hung. Unclosed loops with a guest run are closed at exit instead, first.
+    """
+    program = (
+        "import asyncio, gc, trio, trio_asyncio\n"
+        "gc.set_threshold(1_000_000_000)\n"
+        "loop = trio_asyncio.new_event_loop()\n"
+        "async def pending():\n"
+        "    await asyncio.sleep(3600)\n"
+        "task = loop.create_task(pending())\n"
+        "loop.run_until_complete(asyncio.sleep(0))\n"
+        "loop.run_trio(trio.sleep_forever)\n"
+        "del loop, task\n"
+        "print('leaving')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "always::ResourceWarning", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert result.stdout.splitlines() == ["leaving"]
+    assert result.returncode == 0, result.stderr
+    assert "unclosed event loop" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "abandoned" not in result.stderr, result.stderr
 
 
 def test_exit_with_an_unclosed_loop_running_trio_tasks() -> None:

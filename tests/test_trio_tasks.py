@@ -183,7 +183,7 @@ async def test_a_cancelled_job_does_not_affect_later_jobs(autojump_clock):
             "cancelled",
             10,
             12,
-            "ignored the cancel",
+            "cancelled",
             10,
             12,
         ]

@@ -124,7 +124,9 @@ class AsyncioAsTrio(Generic[T]):
         loop = _trio_side_loop(self._loop)
         # Clean-up always starts, even in a cancelled Trio scope; a
         # cancellation then reaches it as one asyncio cancel.
-        return await loop._start_and_wait(_call_in(loop, self._proc.__aexit__, *exc_info))
+        return await loop._start_and_wait(
+            _call_in(loop, self._proc.__aexit__, *exc_info), cleanup=True
+        )
 
     def __aiter__(self) -> AsyncioAsTrio[T]:
         loop = _trio_side_loop(self._loop)

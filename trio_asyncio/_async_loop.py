@@ -190,9 +190,9 @@ class TrioEventLoop(BaseTrioEventLoop):
         elif self._timers:
             self._timer_moved_earlier()
 
-    def _start_and_wait(self, coro: Any) -> Any:
+    def _start_and_wait(self, coro: Any, cleanup: bool = False) -> Any:
         if not self._can_help():
-            return self._wait_future(self._create_task_from_trio(coro))
+            return self._wait_future(self._create_task_from_trio(coro), cleanup)
         self._may_park = False
         try:
             future = self._create_task_from_trio(coro)
@@ -201,7 +201,7 @@ class TrioEventLoop(BaseTrioEventLoop):
             self._stop_helping()
         if future.done():
             return self._finish_fast(future)
-        return self._wait_future(future)
+        return self._wait_future(future, cleanup)
 
     async def _finish_fast(self, future: asyncio.Future[Any]) -> Any:
         # The work completed without this task blocking. Stay a checkpoint

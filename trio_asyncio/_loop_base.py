@@ -166,15 +166,24 @@ class BaseTrioEventLoop(
             raise
         return await self._start_and_wait(coro)
 
-    def _start_and_wait(self, coro: Any) -> Any:
+    def _start_and_wait(self, coro: Any, cleanup: bool = False) -> Any:
         """Start *coro* as a task and return the awaitable that waits for it.
 
-        Drivers may override this to run the task's first steps right away.
+        With *cleanup*, a Trio cancellation cannot stop the task before its
+        first step (see :meth:`_wait_future`). Drivers may override this to
+        run the task's first steps right away.
         """
-        return self._wait_future(self._create_task_from_trio(coro))
+        return self._wait_future(self._create_task_from_trio(coro), cleanup)
 
-    def _wait_future(self, future: asyncio.Future[Any]) -> Any:
-        """The awaitable behind run_aio_future(): park this Trio task until *future* is done."""
+    def _wait_future(self, future: asyncio.Future[Any], cleanup: bool = False) -> Any:
+        """The awaitable behind run_aio_future(): park this Trio task until *future* is done.
+
+        A Trio cancellation cancels *future*. With *cleanup* (a task that
+        must start, such as ``__aexit__``), the cancel goes through the
+        loop's queue instead: it lands after the task's first step, already
+        queued, so the clean-up code starts and meets the cancel at its
+        first ``await``, as it would in asyncio.
+        """
         if self._closed and not future.done():
             raise RuntimeError("Event loop is closed: this future can never complete")
         if future.done():
@@ -192,6 +201,9 @@ class BaseTrioEventLoop(
             if self._closed:
                 future.remove_done_callback(done)
                 return trio.lowlevel.Abort.SUCCEEDED
+            if cleanup:
+                self.call_soon(future.cancel)
+                return trio.lowlevel.Abort.FAILED
             saved = self._enter_asyncio()
             try:
                 future.cancel()

@@ -15,9 +15,13 @@ as long as the loop: Trio tasks persist across ``run_forever`` calls, and
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextvars
 import signal
+import sys
 import threading
 import time
+import types
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable
@@ -28,11 +32,18 @@ import trio
 
 from . import _compat
 from ._loop_base import BaseTrioEventLoop
-from ._trio_tasks import TrioJobRunner
+from ._trio_tasks import TrioJobRunner, Warmth
 
 _get_ident = threading.get_ident
+_perf_counter = time.perf_counter
 _monotonic = time.monotonic
 _get_running_loop = _compat.get_running_loop_or_none
+_hide_trio_task = _compat.hide_trio_task
+_restore_trio_task = _compat.restore_trio_task
+_CoroutineType = types.CoroutineType
+#: Longest a Trio task runs asyncio steps in a row before yielding to Trio
+#: (see SyncTrioEventLoop._start_and_wait).
+_BUDGET = 0.0005
 _set_running_loop = _compat.set_running_loop
 _sniffio = _compat.sniffio_state
 
@@ -48,6 +59,8 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         super().__init__()
         self._make_self_pipe()
         self._running = False
+        # The future run_until_complete() is waiting for (see _stop_loop).
+        self._awaited: asyncio.Future[Any] | None = None
         # The Trio guest run (started on first use).
         self._token: trio.lowlevel.TrioToken | None = None
         self._trio_jobs: TrioJobRunner | None = None
@@ -58,8 +71,11 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self._trio_stash: dict[str, object] | None = None
         self._sigint_wrapper: Any = None
         self._guest_host: _GuestHost | None = None
-        self._trio_warmth = _Warmth()
+        self._trio_warmth = Warmth()
+        self._next_fair_yield = 0.0
         self._guest_thread: int | None = None
+        # Where the guest run's ticks run (see _TrioTick).
+        self._tick_context = contextvars.Context()
 
     # ---- running ---------------------------------------------------------------
 
@@ -144,6 +160,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             # destroyed while pending.
             _compat.quiet_pending_task(task)
         task.add_done_callback(_stop_loop)
+        self._awaited = task
         try:
             self.run_forever()
         except BaseException:
@@ -151,6 +168,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
                 task.exception()  # retrieved: don't log it as never retrieved
             raise
         finally:
+            self._awaited = None
             task.remove_done_callback(_stop_loop)
         if not task.done():
             raise RuntimeError("Event loop stopped before Future completed.")
@@ -230,14 +248,8 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         host = self._guest_host
         if host is not None and self._trio_state != "done":
             # Its Trio guest run must end too, or Trio's I/O thread and fds
-            # stay behind. That takes a short run of this loop, which is
-            # only possible where it could run: its own thread, outside any
-            # other loop or Trio run.
-            if (
-                _get_ident() != self._guest_thread
-                or _get_running_loop() is not None
-                or (self._trio_stash is not None and _compat.trio_run_active())
-            ):
+            # stay behind.
+            if not self._can_end_guest_run_here():
                 return  # leaked, but at least reported
             host.strong = self
             try:
@@ -247,6 +259,21 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             return
         self._closed = True
         self._close_selector()
+
+    def _can_end_guest_run_here(self) -> bool:
+        """Whether a short run of this loop, to end its guest run, is possible now.
+
+        Only in its own thread, outside any other loop or Trio run, and not
+        while the interpreter finalizes: Trio's I/O thread (a daemon) can no
+        longer take the GIL to wake us then, and the run could hang the exit
+        (unclosed loops are closed earlier, at exit: see _close_at_exit).
+        """
+        return not (
+            sys.is_finalizing()
+            or _get_ident() != self._guest_thread
+            or _get_running_loop() is not None
+            or (self._trio_stash is not None and _compat.trio_run_active())
+        )
 
     # ---- Trio, as a guest ------------------------------------------------------------
 
@@ -262,6 +289,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         # this loop only weakly, or an unclosed loop would never be collected.
         host = self._guest_host = _GuestHost(self)
         self._guest_thread = _get_ident()
+        _GUEST_RUN_LOOPS.add(self)
         try:
             trio.lowlevel.start_guest_run(
                 _guest_main,
@@ -285,7 +313,9 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
     @trio.lowlevel.enable_ki_protection
     def _run_trio_tick(self, tick: Callable[[], object]) -> None:
         # Trio code is not asyncio code: no running asyncio loop inside.
-        saved = _get_running_loop()
+        # Ticks run in this loop's batches, where it is the running loop
+        # (known without asking: on 3.10 and 3.11 asking costs a getpid()).
+        saved = self if self._running else _get_running_loop()
         _set_running_loop(None)
         try:
             tick()
@@ -346,7 +376,69 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
 
     def _complete_from_trio(self, finish: Callable[..., None], *args: Any) -> None:
         finish(*args)
-        self._trio_warmth.job_done()
+        # Its worker then keeps the guest run awake for the next job.
+        self._trio_warmth.extend()
+
+    def _start_and_wait(self, coro: Any, cleanup: bool = False) -> Any:
+        # Trio code runs in guest ticks, which are callbacks of this loop.
+        # During a run, the new task's first step (the one handle that
+        # create_task() just queued, after everything of the current batch)
+        # runs right here instead: a coroutine that finishes without
+        # blocking then costs no Trio tick and no wait (as TrioEventLoop's
+        # helping does).
+        ready = self._ready
+        queued = len(ready)
+        task = self._create_task_from_trio(coro)
+        if (
+            len(ready) == queued + 1
+            and type(coro) is _CoroutineType
+            and self._task_factory is None
+            and self._can_run_step_here()
+        ):
+            self._run_step_here(ready.pop())
+            if task.done():
+                return self._finish_fast(task)
+        return self._wait_future(task, cleanup)
+
+    def _can_run_step_here(self) -> bool:
+        """Whether Trio code (in a guest tick) may run an asyncio callback itself."""
+        return (
+            self._running
+            and not self._debug
+            and self._trio_state == "running"
+            and _get_ident() == self._thread_id
+        )
+
+    def _run_step_here(self, handle: asyncio.Handle) -> None:
+        saved = (_get_running_loop(), _sniffio.name, _hide_trio_task())
+        _set_running_loop(self)
+        _sniffio.name = "asyncio"
+        try:
+            if not handle._cancelled:
+                handle._run()
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # As from the loop's own batch: it ends the run, in the caller of
+            # run_forever. It must not escape into the Trio task.
+            self._report_fatal(exc)
+        finally:
+            _set_running_loop(saved[0])
+            _sniffio.name = saved[1]
+            _restore_trio_task(saved[2])
+
+    async def _finish_fast(self, future: asyncio.Future[Any]) -> Any:
+        # Stay a checkpoint for cancellation, and let Trio (and the rest of
+        # this loop, whose batch waits for this tick) run at least once per
+        # budget. The caller checked for cancellation before the work began.
+        if _perf_counter() > self._next_fair_yield:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            self._next_fair_yield = _perf_counter() + _BUDGET
+        return future.result()
+
+    def _wait_future(self, future: asyncio.Future[Any], cleanup: bool = False) -> Any:
+        # A Trio task starts waiting for asyncio: its result often comes
+        # soon, and a warm guest run picks it up without Trio's I/O thread.
+        self._trio_warmth.warm_up()
+        return super()._wait_future(future, cleanup)
 
     def _call_in_trio(self, fn: Callable[..., object], *args: Any) -> None:
         # Asyncio code is not inside the guest run (and between runs its
@@ -360,6 +452,14 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
     ) -> None:
         token = self._token
         if token is None:
+            return
+        if self._running and self._trio_state == "running" and _get_ident() == self._thread_id:
+            # As in _submit_trio_job: during a run, Trio's state is this
+            # thread's; Trio wakes its I/O thread itself if it must.
+            if value is None:
+                trio.lowlevel.reschedule(task)
+            else:
+                trio.lowlevel.reschedule(task, value)
             return
         if value is None:
             token.run_sync_soon(trio.lowlevel.reschedule, task)
@@ -408,6 +508,28 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             self._exit_run(saved)
 
 
+def _close_at_exit() -> None:
+    """Close, at interpreter exit, the unclosed sync loops whose guest run is alive.
+
+    Run by atexit, before the interpreter finalizes: Trio's I/O thread can
+    still wake the loop, so the guest run ends cleanly (later, a loop's
+    ``__del__`` could only leave it behind). Loops of other threads are left
+    alone. Each gets the ResourceWarning that ``__del__`` would give.
+    """
+    for loop in list(_GUEST_RUN_LOOPS):
+        if loop._closed or loop._running or loop._trio_state in ("none", "done"):
+            continue
+        if not loop._can_end_guest_run_here():
+            continue
+        warnings.warn(f"unclosed event loop {loop!r}", ResourceWarning, stacklevel=1, source=loop)
+        loop.close()
+
+
+#: The sync loops that started a guest run (weakly held), for _close_at_exit.
+_GUEST_RUN_LOOPS: weakref.WeakSet[SyncTrioEventLoop] = weakref.WeakSet()
+atexit.register(_close_at_exit)
+
+
 class _GuestHost:
     """What the Trio guest run holds of its host loop: a weak reference.
 
@@ -433,14 +555,54 @@ class _GuestHost:
             loop.call_soon_threadsafe(loop._run_trio_tick, fn)
 
     def run_tick_soon(self, tick: Callable[[], object]) -> None:
+        # Called inside a tick, in the loop's thread: the next tick joins the
+        # ready queue directly, as a _TrioTick (see there).
         loop = self.loop()
         if loop is not None:
-            loop.call_soon(loop._run_trio_tick, tick)
+            if loop._closed:
+                loop._raise_closed()
+            loop._ready.append(_TrioTick(loop, tick))
 
     def done(self, result: outcome.Outcome[Any]) -> None:
         loop = self.loop()
         if loop is not None:
             loop._trio_done(result)
+
+
+class _TrioTick:
+    """A guest-run tick waiting in the loop's ready queue.
+
+    The hot path of every Trio call from sync mode: it stands in for an
+    ``asyncio.Handle``, as far as the loop's batch needs (``_cancelled`` and
+    ``_run()``), without a Handle's cost (a ``contextvars`` copy per tick).
+    Ticks run in one context of the loop's own: Trio's runner code outside
+    its tasks sets no context variables, and each Trio task runs in its own.
+    """
+
+    __slots__ = ("_loop", "_tick")
+
+    _cancelled = False
+
+    def __init__(self, loop: SyncTrioEventLoop, tick: Callable[[], object]) -> None:
+        self._loop = loop
+        self._tick = tick
+
+    def cancel(self) -> None:  # pragma: no cover - nobody holds a tick to cancel it
+        pass
+
+    def _run(self) -> None:
+        loop = self._loop
+        try:
+            loop._tick_context.run(loop._run_trio_tick, self._tick)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            loop.call_exception_handler(
+                {"message": "Exception in a Trio guest tick", "exception": exc, "handle": self}
+            )
+
+    def __repr__(self) -> str:
+        return f"<Trio guest tick of {self._loop!r}>"
 
 
 async def _guest_main(host: _GuestHost) -> None:
@@ -455,7 +617,7 @@ async def _guest_main(host: _GuestHost) -> None:
     loop._token = trio.lowlevel.current_trio_token()
     stop = loop._guest_stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        loop._trio_jobs = TrioJobRunner(nursery)
+        loop._trio_jobs = TrioJobRunner(nursery, loop._trio_warmth)
         nursery.start_soon(_keep_warm, loop._trio_warmth, name="trio-asyncio warmth")
         loop._trio_state = "running"
         waiting, loop._trio_waiting = loop._trio_waiting, []
@@ -476,46 +638,25 @@ async def _guest_main(host: _GuestHost) -> None:
         nursery.cancel_scope.cancel()
 
 
-class _Warmth:
-    """When the guest run should stay awake after Trio work for asyncio finished.
+@trio.lowlevel.enable_ki_protection
+async def _keep_warm(warmth: Warmth) -> None:
+    """Stay runnable (so Trio does not wait in its thread) while warmth lasts.
 
-    A guest run with nothing to do waits for I/O in Trio's own thread, and
-    waking it from asyncio costs a trip through that thread (tens of
-    microseconds, more when the GIL is busy). Right after a job for asyncio
-    ends, another one often follows (a loop of ``await trio_as_aio(f)()``),
-    so for a moment the guest keeps ticking in our thread instead.
+    The keeper of :class:`Warmth`: it parks while a spinning worker keeps
+    the run awake, or once warmth has run out. KI-protected: a Ctrl-C
+    landing here goes to the guest run's main task (and on to
+    run_forever's caller) instead of ending the guest run.
     """
 
-    __slots__ = ("parked", "until")
-
-    #: Seconds the guest run stays awake after a job ended.
-    GRACE = 0.001
-
-    def __init__(self) -> None:
-        self.until = 0.0
-        self.parked: trio.lowlevel.Task | None = None
-
-    def job_done(self) -> None:
-        """Called in the guest run when a job for asyncio has ended."""
-        self.until = _monotonic() + self.GRACE
-        task = self.parked
-        if task is not None:
-            self.parked = None
-            trio.lowlevel.reschedule(task)
-
-
-async def _keep_warm(warmth: _Warmth) -> None:
-    """Stay runnable (so Trio does not wait in its thread) while warmth lasts."""
-
     def abort(_: Any) -> trio.lowlevel.Abort:
-        warmth.parked = None
+        warmth.keeper = None
         return trio.lowlevel.Abort.SUCCEEDED
 
     while True:
-        if _monotonic() < warmth.until:
+        if warmth.spinner is None and _monotonic() < warmth.until:
             await trio.lowlevel.checkpoint()
         else:
-            warmth.parked = trio.lowlevel.current_task()
+            warmth.keeper = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(abort)
 
 
@@ -525,11 +666,15 @@ def _run_all(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
 
 
 def _stop_loop(future: asyncio.Future[Any]) -> None:
+    # exception() also marks the error retrieved, as the stdlib's callback does.
     if not future.cancelled() and isinstance(future.exception(), (KeyboardInterrupt, SystemExit)):
-        # It is propagating out of run_forever already; a stop() now would
-        # wrongly end the next run.
+        # It is propagating out of run_forever already.
         return
-    future.get_loop().stop()
+    loop = future.get_loop()
+    if loop._awaited is future:  # type: ignore[attr-defined]
+        loop.stop()
+    # Otherwise the run ended another way (a KeyboardInterrupt, say) after
+    # this callback was queued: a stop() now would wrongly end the next run.
 
 
 def _raise(exc: BaseException) -> None:

@@ -83,6 +83,20 @@ def test_bad_callables_are_type_errors(trio_aio_run):
     assert trio_aio_run(scenario) == "ok"
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="3.10 only: refused from 3.11")
+def test_set_default_executor_accepts_other_executors_with_a_warning_on_310(trio_aio_run):
+    # As 3.10's stdlib loop: deprecated, but accepted.
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ProcessPoolExecutor(1) as pool:
+            with pytest.warns(DeprecationWarning, match="ThreadPoolExecutor"):
+                loop.set_default_executor(pool)
+            loop._default_executor = None  # shut down here, not by the loop
+        return "ok"
+
+    assert trio_aio_run(scenario) == "ok"
+
+
 def test_set_default_executor_is_used_and_shut_down_with_the_loop(aio_run):
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chosen")
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 import trio
+from _children import assert_reaped
+from _drivers import EVERY_DRIVER
 
 import trio_asyncio
 from trio_asyncio._io import _child_watching
@@ -39,19 +41,6 @@ def aio_run(aio_run_every_driver: Callable[..., Any]) -> Callable[..., Any]:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def assert_reaped(pid: int) -> None:
-    """*pid* is neither running nor a zombie child of ours."""
-    try:
-        result = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return
-    if result == (0, 0):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pytest.fail(f"child {pid} still running")
-    pytest.fail(f"child {pid} was a zombie")
 
 
 def join_reaper_threads() -> None:
@@ -386,6 +375,54 @@ def test_close_kills_a_running_child(aio_run: Callable[..., Any], no_leaks: list
             assert await proto.pipe_lost[fd] is None
 
     aio_run(main)
+
+
+def test_close_kills_through_popen_kill(aio_run: Callable[..., Any], no_leaks: list[int]) -> None:
+    """As the stdlib: code that wraps the Popen's kill() sees close() call it."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.subprocess_exec(Recorder, "sleep", "60")
+        no_leaks.append(transport.get_pid())
+        popen = transport.get_extra_info("subprocess")
+        calls = []
+        real_kill = popen.kill
+
+        def kill() -> None:
+            calls.append("kill")
+            real_kill()
+
+        popen.kill = kill
+        transport.close()
+        assert calls == ["kill"]
+        assert await proto.lost is None
+        assert transport.get_returncode() == -signal.SIGKILL
+
+    aio_run(main)
+
+
+@pytest.mark.parametrize("driver", ["trio_asyncio", "sync"])
+def test_child_reaped_by_its_popen_keeps_its_exit_code(
+    driver: str, no_leaks: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Popen.wait() (or the poll() in close()) may reap first: its code is the one.
+
+    Ours only: the stdlib's child watchers report 255 here.
+    """
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.subprocess_exec(
+            Recorder, sys.executable, "-c", "import sys; sys.exit(3)"
+        )
+        no_leaks.append(transport.get_pid())
+        transport.get_extra_info("subprocess").wait()  # reaps it, behind the loop's back
+        assert await proto.lost is None
+        assert transport.get_returncode() == 3
+        transport.close()
+
+    EVERY_DRIVER[driver](main)
+    assert "exit status already read" not in caplog.text
 
 
 def test_signal_after_exit_before_pipes_close(

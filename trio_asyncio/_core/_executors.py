@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -32,10 +33,20 @@ class ExecutorMixin:
         self._executor_shutdown_called = False
 
     def set_default_executor(self, executor: concurrent.futures.Executor) -> None:
-        # As the stdlib (3.11+): the default executor also runs getaddrinfo()
-        # and friends, so it must be a thread pool.
+        # The default executor also runs getaddrinfo() and friends, so it
+        # must be a thread pool: the stdlib refuses anything else from 3.11,
+        # and 3.10's only warns. So do we there, for what can be an executor
+        # at all (something with submit()); anything else is refused at once
+        # rather than failing later, in run_in_executor() or close().
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError("executor must be ThreadPoolExecutor instance")
+            if sys.version_info >= (3, 11) or not callable(getattr(executor, "submit", None)):
+                raise TypeError("executor must be ThreadPoolExecutor instance")
+            warnings.warn(
+                "Using the default executor that is not an instance of ThreadPoolExecutor "
+                "is deprecated and will be prohibited in Python 3.9",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self._default_executor = executor
 
     def run_in_executor(

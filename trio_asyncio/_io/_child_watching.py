@@ -33,6 +33,8 @@ from typing import Any
 logger = logging.getLogger("asyncio")
 
 ExitCallback = Callable[[int], None]
+#: Where to find an exit code that someone else read (``Popen.returncode``).
+LostStatus = Callable[[], "int | None"]
 
 # How long loop close may block reaping children it has just killed.
 CLOSE_TIMEOUT = 2.0
@@ -48,12 +50,17 @@ def _exit_code(status: int) -> int:
         return status  # not an exit status we understand: report it raw
 
 
-def _wait(pid: int, flags: int) -> int | None:
+def _wait(pid: int, flags: int, lost_status: LostStatus | None = None) -> int | None:
     """``waitpid``: the child's exit code, or None while it still runs (WNOHANG)."""
     try:
         wpid, status = os.waitpid(pid, flags)
     except ChildProcessError:
-        # Somebody else reaped it (SIGCHLD set to SIG_IGN, a stray waitpid).
+        # Somebody else reaped it: its Popen (poll() in Popen.kill(), say),
+        # whose returncode then has the code, or a stranger (SIGCHLD set to
+        # SIG_IGN, a stray waitpid), who took it with them.
+        code = lost_status() if lost_status is not None else None
+        if code is not None:
+            return code
         logger.warning(
             "child process pid %d exit status already read: will report returncode 255", pid
         )
@@ -66,10 +73,17 @@ def _wait(pid: int, flags: int) -> int | None:
 class _Watch:
     """One child: reaps it exactly once and reports the exit code."""
 
-    def __init__(self, reaper: ChildReaper, pid: int, callback: ExitCallback) -> None:
+    def __init__(
+        self,
+        reaper: ChildReaper,
+        pid: int,
+        callback: ExitCallback,
+        lost_status: LostStatus | None = None,
+    ) -> None:
         self.reaper = reaper
         self.pid = pid
         self.callback = callback
+        self.lost_status = lost_status
         self.lock = threading.Lock()
         self.reaped = False
 
@@ -78,7 +92,7 @@ class _Watch:
         with self.lock:
             if self.reaped:
                 return True
-            code = _wait(self.pid, flags)
+            code = _wait(self.pid, flags, self.lost_status)
             if code is None:
                 return False
             self.reaped = True
@@ -114,8 +128,14 @@ class _Watch:
 class _PidfdWatch(_Watch):
     """Watches a pidfd with the loop's selector."""
 
-    def __init__(self, reaper: ChildReaper, pid: int, callback: ExitCallback) -> None:
-        super().__init__(reaper, pid, callback)
+    def __init__(
+        self,
+        reaper: ChildReaper,
+        pid: int,
+        callback: ExitCallback,
+        lost_status: LostStatus | None = None,
+    ) -> None:
+        super().__init__(reaper, pid, callback, lost_status)
         self.pidfd: int | None = os.pidfd_open(pid)
         try:
             reaper.loop._add_reader(self.pidfd, self.try_reap)
@@ -144,8 +164,14 @@ class _PidfdWatch(_Watch):
 class _ThreadWatch(_Watch):
     """Waits for the child's exit in a daemon thread (no pidfd available)."""
 
-    def __init__(self, reaper: ChildReaper, pid: int, callback: ExitCallback) -> None:
-        super().__init__(reaper, pid, callback)
+    def __init__(
+        self,
+        reaper: ChildReaper,
+        pid: int,
+        callback: ExitCallback,
+        lost_status: LostStatus | None = None,
+    ) -> None:
+        super().__init__(reaper, pid, callback, lost_status)
         self.exited = False  # the thread saw the exit (under self.lock)
         self.orphaned = False  # the loop closed: the thread must reap (under self.lock)
         self.thread = threading.Thread(
@@ -195,14 +221,20 @@ class ChildReaper:
         self.loop = loop
         self._watches: dict[int, _Watch] = {}
 
-    def watch(self, pid: int, callback: ExitCallback) -> _Watch:
-        """Call ``callback(exit_code)`` in the loop's thread once child *pid* is reaped."""
+    def watch(
+        self, pid: int, callback: ExitCallback, lost_status: LostStatus | None = None
+    ) -> _Watch:
+        """Call ``callback(exit_code)`` in the loop's thread once child *pid* is reaped.
+
+        If someone else reaped it first, ``lost_status()`` (if given) says
+        the exit code they read; otherwise it is reported as 255.
+        """
         watch: _Watch
         try:
-            watch = _PidfdWatch(self, pid, callback)
+            watch = _PidfdWatch(self, pid, callback, lost_status)
         except (AttributeError, OSError):
             # No os.pidfd_open (not Linux), an old kernel, or out of fds.
-            watch = _ThreadWatch(self, pid, callback)
+            watch = _ThreadWatch(self, pid, callback, lost_status)
         self._watches[pid] = watch
         return watch
 

@@ -129,7 +129,9 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             logger.debug("process %r created: pid %s", program, self._pid)
         # Watch first: whatever fails next, the child gets killed and reaped.
         try:
-            self._watch = loop._child_reaper_for_loop().watch(self._pid, self._process_exited)
+            self._watch = loop._child_reaper_for_loop().watch(
+                self._pid, self._process_exited, lambda: proc.returncode
+            )
         except BaseException:
             # Cannot watch it (no thread could start): do not leave it behind.
             self._closed = True
@@ -301,13 +303,20 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._kill_if_running()
 
     def _kill_if_running(self) -> None:
-        watch = self._watch
-        if self._proc is None or self._returncode is not None or watch is None:
+        proc = self._proc
+        if proc is None or self._returncode is not None or self._watch is None:
+            return
+        # As the stdlib: a child that Popen knows to be finished (it may
+        # have reaped it) is not killed. poll() may reap one that just
+        # exited; the reaper then takes the exit code from Popen.
+        if proc.poll() is not None:
             return
         if self._loop.get_debug():
             logger.warning("Close running child process: kill %r", self)
         try:
-            watch.send_signal(signal.SIGKILL)
+            # Through Popen.kill(), as the stdlib does, so that code wrapping
+            # it sees the call.
+            proc.kill()
         except (ProcessLookupError, PermissionError):
             pass  # exited already, or setuid
 
