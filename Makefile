@@ -15,6 +15,8 @@
 #   PYTEST_ARGS=...      extra arguments for pytest, e.g. PYTEST_ARGS='-x -k loop'
 #   PYTHON_VERSIONS=...  versions covered by test-all
 #   SOAK_MINUTES=10      length of `make soak` (CI runs 2)
+#   TEST_JOBS=3          Python versions test-all runs at once
+#   CONFORMANCE_JOBS=3   Python versions conformance runs at once
 #   CI=true              makes test-all fail (not skip) when an interpreter is missing
 
 PYTHON ?= python3
@@ -22,6 +24,9 @@ PYTEST_ARGS ?=
 PYTHON_VERSIONS ?= 3.10 3.11 3.12 3.13
 SOAK_MINUTES ?= 10
 SOAK_ARGS ?=
+# How many Python versions test-all and conformance run at once.
+TEST_JOBS ?= 3
+CONFORMANCE_JOBS ?= 3
 
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -79,45 +84,14 @@ $(SOAK_STAMP): $(STAMP)
 test: $(STAMP)
 	$(VPY) $(PYTEST) $(PYTEST_ARGS)
 
-# One virtualenv per Python version (.venv-3.10, ...).  A version whose
-# interpreter cannot be found is skipped with a notice, except under CI=true,
-# where it counts as a failure.  All versions are tried; the target fails at
-# the end if any of them failed.
+# One virtualenv per Python version (.venv-3.10, ...), TEST_JOBS versions at
+# a time (.ci/per-python: each run's output is printed whole when it ends).
+# A version whose interpreter cannot be found is skipped with a notice,
+# except under CI=true, where it counts as a failure. All versions are
+# tried; the target fails at the end if any of them failed.
 test-all:
-	@failed=(); skipped=(); passed=(); \
-	case "$${CI:-}" in ""|0|false|False|FALSE|no) in_ci=0 ;; *) in_ci=1 ;; esac; \
-	for v in $(PYTHON_VERSIONS); do \
-	    echo; echo "======== Python $$v ========"; \
-	    if ! py=$$(bash .ci/find-python "$$v"); then \
-	        if [ "$$in_ci" = 1 ]; then \
-	            echo "ERROR: no Python $$v interpreter found (CI=$$CI)"; failed+=("$$v(missing)"); \
-	        else \
-	            echo "SKIP: no Python $$v interpreter found"; skipped+=("$$v"); \
-	        fi; \
-	        continue; \
-	    fi; \
-	    venv=.venv-$$v; stamp=$$venv/.installed; \
-	    echo "==> using $$py"; \
-	    if [ ! -f "$$stamp" ] || [ pyproject.toml -nt "$$stamp" ] || ! "$$venv/bin/python" -c '' 2>/dev/null; then \
-	        echo "==> setting up $$venv"; \
-	        if ! { "$$py" -m venv "$$venv" \
-	               && "$$venv/bin/python" -m pip install $(PIP_FLAGS) --upgrade pip \
-	               && "$$venv/bin/python" -m pip install $(PIP_FLAGS) -e '.[test]' \
-	               && touch "$$stamp"; }; then \
-	            echo "ERROR: installing into $$venv failed"; failed+=("$$v(install)"); continue; \
-	        fi; \
-	    fi; \
-	    if "$$venv/bin/python" $(PYTEST) $(PYTEST_ARGS); then \
-	        passed+=("$$v"); \
-	    else \
-	        echo "ERROR: tests failed on Python $$v (exit $$?)"; failed+=("$$v"); \
-	    fi; \
-	done; \
-	echo; echo "======== test-all summary ========"; \
-	echo "passed:  $${passed[*]:-none}"; \
-	echo "skipped: $${skipped[*]:-none}"; \
-	echo "failed:  $${failed[*]:-none}"; \
-	[ $${#failed[@]} -eq 0 ]
+	@bash .ci/per-python test $(TEST_JOBS) "$(PYTHON_VERSIONS)" \
+	    '"$$PY" $(PYTEST) $(PYTEST_ARGS)'
 
 # ---------------------------------------------------------------- other tools
 
@@ -169,47 +143,14 @@ clean:
 # ---------------------------------------------------------------- conformance
 
 # CPython's own test.test_asyncio on our loop (tests/conformance), on every
-# supported Python in turn, each in its .venv-X.Y (set up as test-all does).
-# A missing interpreter or stdlib test package is skipped with a notice, or
-# fails under CI=true. JSON reports go to build/conformance/.
+# supported Python, CONFORMANCE_JOBS versions at a time, each in its
+# .venv-X.Y (.ci/per-python, as test-all). A missing interpreter or stdlib
+# test package is skipped with a notice, or fails under CI=true. JSON
+# reports go to build/conformance/.
 #   CONFORMANCE_ARGS=...  extra arguments, e.g. CONFORMANCE_ARGS='--mode loop -k "*streams*"'
 CONFORMANCE_ARGS ?=
 
 .PHONY: conformance
 conformance:
-	@failed=(); skipped=(); passed=(); started=$$SECONDS; \
-	case "$${CI:-}" in ""|0|false|False|FALSE|no) in_ci=0 ;; *) in_ci=1 ;; esac; \
-	for v in $(PYTHON_VERSIONS); do \
-	    echo; echo "======== conformance: Python $$v ========"; \
-	    if ! py=$$(bash .ci/find-python "$$v"); then \
-	        if [ "$$in_ci" = 1 ]; then \
-	            echo "ERROR: no Python $$v interpreter found (CI=$$CI)"; failed+=("$$v(missing)"); \
-	        else \
-	            echo "SKIP: no Python $$v interpreter found"; skipped+=("$$v"); \
-	        fi; \
-	        continue; \
-	    fi; \
-	    venv=.venv-$$v; stamp=$$venv/.installed; \
-	    if [ ! -f "$$stamp" ] || [ pyproject.toml -nt "$$stamp" ] || ! "$$venv/bin/python" -c '' 2>/dev/null; then \
-	        echo "==> setting up $$venv with $$py"; \
-	        if ! { "$$py" -m venv "$$venv" \
-	               && "$$venv/bin/python" -m pip install $(PIP_FLAGS) --upgrade pip \
-	               && "$$venv/bin/python" -m pip install $(PIP_FLAGS) -e '.[test]' \
-	               && touch "$$stamp"; }; then \
-	            echo "ERROR: installing into $$venv failed"; failed+=("$$v(install)"); continue; \
-	        fi; \
-	    fi; \
-	    status=0; "$$venv/bin/python" -m tests.conformance.run $(CONFORMANCE_ARGS) || status=$$?; \
-	    if [ "$$status" = 0 ]; then \
-	        passed+=("$$v"); \
-	    elif [ "$$status" = 4 ] && [ "$$in_ci" = 0 ]; then \
-	        echo "SKIP: Python $$v has no stdlib test package"; skipped+=("$$v"); \
-	    else \
-	        echo "ERROR: conformance failed on Python $$v (exit $$status)"; failed+=("$$v"); \
-	    fi; \
-	done; \
-	echo; echo "======== conformance summary ($$((SECONDS - started)) s) ========"; \
-	echo "passed:  $${passed[*]:-none}"; \
-	echo "skipped: $${skipped[*]:-none}"; \
-	echo "failed:  $${failed[*]:-none}"; \
-	[ $${#failed[@]} -eq 0 ]
+	@bash .ci/per-python conformance $(CONFORMANCE_JOBS) "$(PYTHON_VERSIONS)" \
+	    '"$$PY" -m tests.conformance.run $(CONFORMANCE_ARGS)'
