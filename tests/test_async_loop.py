@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 
@@ -384,6 +385,58 @@ def test_leaving_by_outer_cancellation_cleans_up(mode):
     if mode != "move_on_after":
         expected.insert(0, "ExceptionGroup([KeyError('sibling failed')])")
     assert out == str(sorted(expected))
+
+
+_FAILING_SHUTDOWN_SCRIPT = """
+import socket, trio, trio_asyncio
+
+async def main():
+    a, b = socket.socketpair()
+    try:
+        async with trio_asyncio.open_loop() as loop:
+            # With an fd watched, the idle scheduler waits on the selector
+            # and is woken through the self-pipe, which now fails.
+            loop.add_reader(a, lambda: None)
+            await trio.sleep(0.01)
+
+            def broken():
+                raise RuntimeError("cannot wake the scheduler")
+
+            loop._write_to_self = broken
+    except RuntimeError as exc:
+        print("raised:", exc)
+    finally:
+        a.close()
+        b.close()
+
+trio.run(main)
+"""
+
+
+def test_a_failing_shutdown_raises_instead_of_hanging():
+    # Whatever breaks during shutdown, the open_loop() block must end, with
+    # the error, rather than wait forever for its shielded scheduler.
+    assert _run_script(_FAILING_SHUTDOWN_SCRIPT, timeout=30) == (
+        "raised: cannot wake the scheduler"
+    )
+
+
+@pytest.mark.parametrize("kind", ["reader", "writer"])
+def test_a_socket_closed_while_watched_leaves_the_loop_working(aio_run_every_driver, kind):
+    # Closing a socket without remove_reader() first: the kernel drops it
+    # from epoll, our selector keeps a stale entry, and the next socket may
+    # get its fd number (here, the loop's own wake-up socket pair).
+    async def main():
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            a, b = socket.socketpair()
+            getattr(loop, f"add_{kind}")(a.fileno(), lambda: None)
+            a.close()
+            b.close()
+            await asyncio.sleep(0.001)  # an idle loop: it waits on the selector
+        return "still working"
+
+    assert aio_run_every_driver(main) == "still working"
 
 
 @pytest.mark.trio

@@ -62,6 +62,7 @@ class TrioEventLoop(BaseTrioEventLoop):
         self._trio_nursery: trio.Nursery | None = None
         self._trio_jobs: TrioJobRunner | None = None
         self._park_scope: trio.CancelScope | None = None
+        self._scheduler_scope: trio.CancelScope | None = None
         self._parked = False  # in wait_task_rescheduled: wake by reschedule
         self._io_parked = False  # in wait_readable(selector): wake by self-pipe
         self._running = False
@@ -309,7 +310,7 @@ class TrioEventLoop(BaseTrioEventLoop):
         task_status.started()
         # Shielded: an outer cancellation must not stop the scheduler, since
         # the shutdown sequence needs it; only _shutdown() ends it.
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True) as self._scheduler_scope:
             while True:
                 self._running = True
                 try:
@@ -455,6 +456,17 @@ class TrioEventLoop(BaseTrioEventLoop):
             await self._stopped.wait()
             self._close_now()
 
+    def _abandon_scheduler(self) -> None:
+        """The shutdown sequence failed: end the scheduler and the host of the
+        Trio tasks anyway, so that the ``open_loop()`` block exits with the
+        error instead of waiting for them forever."""
+        self._closing = True
+        self._trio_tasks_closing.set()
+        scope = self._scheduler_scope
+        if scope is not None:
+            scope.shield = False
+            scope.cancel()
+
     async def _cancel_all_tasks(self) -> None:
         for _ in range(10):
             pending = [task for task in asyncio.all_tasks(self) if not task.done()]
@@ -556,7 +568,11 @@ async def open_loop(queue_len: int | None = None) -> AsyncIterator[TrioEventLoop
                 finally:
                     loop._body_scope = None
                     with trio.CancelScope(shield=True):
-                        await loop._shutdown()
+                        try:
+                            await loop._shutdown()
+                        except BaseException:
+                            loop._abandon_scheduler()
+                            raise
                     fatal = loop._take_fatal_errors()
                     if fatal is not None:
                         raise fatal

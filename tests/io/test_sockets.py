@@ -489,6 +489,48 @@ def test_cancel_recv_then_add_reader_works(aio_run: Callable[..., Any]) -> None:
     aio_run(main)
 
 
+# ---- add_reader / add_writer with socket objects ---------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["reader", "writer"])
+def test_closed_socket_is_still_removable(
+    aio_run_every_driver: Callable[..., Any], kind: str
+) -> None:
+    # anyio closes a socket, then removes its callback with the socket
+    # object, whose fileno() is now -1: it is found by identity.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        add, remove = getattr(loop, f"add_{kind}"), getattr(loop, f"remove_{kind}")
+        a, b = nb_socketpair()
+        with closing_all(a, b):
+            add(a, lambda: None)
+            a.close()
+            assert remove(a) is True
+        with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+            remove(a)  # no longer registered: nothing to find it by
+
+    aio_run_every_driver(main)
+
+
+def test_socket_object_and_its_fd_are_one_registration(
+    aio_run_every_driver: Callable[..., Any],
+) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = nb_socketpair()
+        with closing_all(a, b):
+            readable = loop.create_future()
+            loop.add_reader(a, readable.set_result, "by object")
+            loop.add_writer(a.fileno(), lambda: None)
+            b.send(b"x")
+            assert await readable == "by object"
+            assert loop.remove_reader(a.fileno()) is True
+            assert loop.remove_writer(a) is True
+            assert loop.remove_reader(a) is False
+
+    aio_run_every_driver(main)
+
+
 @pytest.mark.parametrize("operation", ["recv", "recv_into", "sendall", "accept", "connect"])
 def test_cancel_leaves_no_registration(trio_aio_run: Callable[..., Any], operation: str) -> None:
     async def main() -> None:

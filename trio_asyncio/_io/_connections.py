@@ -272,6 +272,10 @@ class ConnectionsMixin:
             if sock is not None:
                 sock.close()
             raise
+        finally:
+            # The error's traceback holds this frame: without this, the
+            # frame's lists would hold the error in a reference cycle.
+            errors = exceptions = bind_errors = None  # type: ignore[assignment]
 
     async def _connect_staggered(
         self,
@@ -339,7 +343,8 @@ class ConnectionsMixin:
                 raise errors[0]
             raise OSError("Multiple exceptions: {}".format(", ".join(str(exc) for exc in errors)))
         finally:
-            errors = None  # type: ignore[assignment]  # break the traceback cycle
+            # The error's traceback holds this frame: break the cycle.
+            errors = exceptions = None  # type: ignore[assignment]
 
     # ---- TCP ------------------------------------------------------------------------
 

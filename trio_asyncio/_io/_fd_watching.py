@@ -37,6 +37,17 @@ def fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
+def _fd_of_for_removal(fileobj: Any) -> int:
+    """The fd of *fileobj*, which may be -1: a socket closed since it was
+    registered is still removable (it is found by identity), as with the stdlib."""
+    if isinstance(fileobj, int):
+        return fileobj
+    try:
+        return int(fileobj.fileno())
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"Invalid file object: {fileobj!r}") from None
+
+
 class FdWatchingMixin:
     """Selector ownership, reader/writer callbacks and the self-pipe."""
 
@@ -57,7 +68,23 @@ class FdWatchingMixin:
         reader.setblocking(False)
         writer.setblocking(False)
         self._self_reader, self._self_writer = reader, writer
-        self._selector.register(reader.fileno(), _READ, None)
+        fd = reader.fileno()
+        try:
+            self._selector.register(fd, _READ, None)
+        except KeyError:
+            # The OS just gave us this fd number, so what the selector holds
+            # under it is stale: a file closed without remove_reader() (the
+            # kernel dropped it from epoll already). Ours replaces it.
+            self._drop_stale_registration(fd)
+            self._selector.register(fd, _READ, None)
+
+    def _drop_stale_registration(self, fd: int) -> None:
+        key = self._selector.unregister(fd)
+        if key.data is not None:
+            self._fd_count -= 1
+            for handle in key.data:
+                if handle is not None:
+                    handle.cancel()
 
     def _write_to_self(self) -> None:
         """Make the selector readable (thread- and signal-safe)."""
@@ -121,8 +148,9 @@ class FdWatchingMixin:
         self._check_closed()  # type: ignore[attr-defined]
         self._check_thread("add_reader")  # type: ignore[attr-defined]
         self._check_callback(callback, "add_reader")  # type: ignore[attr-defined]
-        fd = fileobj_to_fd(fd)
-        self._transports.check_free(fd)
+        self._transports.check_free(fileobj_to_fd(fd))
+        # The object itself is registered (not its fd), so that it can be
+        # removed by identity once closed, as on the stdlib loop.
         self._register(fd, _READ, Handle(callback, args, self, None))
 
     def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
@@ -130,8 +158,9 @@ class FdWatchingMixin:
         self._check_closed()  # type: ignore[attr-defined]
         self._check_thread("add_writer")  # type: ignore[attr-defined]
         self._check_callback(callback, "add_writer")  # type: ignore[attr-defined]
-        fd = fileobj_to_fd(fd)
-        self._transports.check_free(fd)
+        self._transports.check_free(fileobj_to_fd(fd))
+        # The object itself is registered (not its fd), so that it can be
+        # removed by identity once closed, as on the stdlib loop.
         self._register(fd, _WRITE, Handle(callback, args, self, None))
 
     def remove_reader(self, fd: Any) -> bool:
@@ -139,7 +168,7 @@ class FdWatchingMixin:
         if self.is_closed():  # type: ignore[attr-defined]
             return False
         self._check_thread("remove_reader")  # type: ignore[attr-defined]
-        self._transports.check_free(fileobj_to_fd(fd))
+        self._transports.check_free(_fd_of_for_removal(fd))
         return self._remove_reader(fd)
 
     def remove_writer(self, fd: Any) -> bool:
@@ -147,7 +176,7 @@ class FdWatchingMixin:
         if self.is_closed():  # type: ignore[attr-defined]
             return False
         self._check_thread("remove_writer")  # type: ignore[attr-defined]
-        self._transports.check_free(fileobj_to_fd(fd))
+        self._transports.check_free(_fd_of_for_removal(fd))
         return self._remove_writer(fd)
 
     # ---- versions for transports and sock_* ------------------------------------
@@ -178,7 +207,8 @@ class FdWatchingMixin:
         self._register(fileobj_to_fd(fd), _WRITE, handle)
         return handle
 
-    def _register(self, fd: int, event: int, handle: Handle) -> None:
+    def _register(self, fd: Any, event: int, handle: Handle) -> None:
+        # *fd*: an int, or a file object already checked by fileobj_to_fd().
         selector = self._selector
         try:
             key = selector.get_key(fd)
@@ -198,12 +228,14 @@ class FdWatchingMixin:
             old.cancel()
 
     def _unregister(self, fd: Any, event: int) -> bool:
-        fd = fileobj_to_fd(fd)
         selector = self._selector
         try:
+            # An fd, or a file object: found by its fd or, once closed, by
+            # identity (ValueError when neither).
             key = selector.get_key(fd)
         except KeyError:
             return False
+        fd = key.fd
         if key.data is None:  # the self-pipe is not the user's to remove
             return False
         reader, writer = key.data
@@ -213,7 +245,16 @@ class FdWatchingMixin:
             old, writer = writer, None
         remaining = key.events & ~event
         if remaining:
-            selector.modify(fd, remaining, (reader, writer))
+            try:
+                selector.modify(fd, remaining, (reader, writer))
+            except OSError:
+                # The fd was closed since it was registered: the selector
+                # dropped it (both callbacks), and says so, as on the stdlib.
+                self._fd_count -= 1
+                for handle in key.data:
+                    if handle is not None:
+                        handle.cancel()
+                raise
         else:
             selector.unregister(fd)
             self._fd_count -= 1
