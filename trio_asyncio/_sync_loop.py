@@ -424,6 +424,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             _set_running_loop(saved[0])
             _sniffio.name = saved[1]
             _restore_trio_task(saved[2])
+            handle = None  # type: ignore[assignment]  # as in _run_ready()
 
     async def _finish_fast(self, future: asyncio.Future[Any]) -> Any:
         # Stay a checkpoint for cancellation, and let Trio (and the rest of

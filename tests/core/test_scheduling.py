@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from asyncio import Handle, TimerHandle
 
 import pytest
@@ -151,6 +152,36 @@ def test_callbacks_scheduled_by_callbacks_run_in_the_next_batch(aio_run):
         "T.2",
         "a0",
     ]
+
+
+def test_a_batch_does_not_keep_its_last_callback_alive(aio_run_every_driver):
+    # A callback's error keeps, through its traceback, the frame that ran
+    # the batch. That frame must not hold the batch's last callback: here a
+    # task step, and through it the task and its result (anyio's test suite
+    # checks this for task-group errors).
+    class Result:
+        pass
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda loop, context: errors.append(context["exception"]))
+
+        async def child():
+            return Result()
+
+        def fails():
+            raise ValueError("kept with its traceback")
+
+        loop.call_soon(fails)
+        task = loop.create_task(child())  # its first step ends the same batch
+        result = weakref.ref(await task)
+        del task
+        await asyncio.sleep(0)  # out of the callback that woke us with the task
+        assert len(errors) == 1
+        return result() is None
+
+    assert aio_run_every_driver(main) is True
 
 
 def test_a_due_timer_runs_after_callbacks_queued_before_it_was_due(aio_run):

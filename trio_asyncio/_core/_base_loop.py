@@ -148,6 +148,9 @@ class CoreEventLoop(
             handle = popleft()
             if not handle._cancelled:
                 handle._run()
+        # This frame outlives the batch when a traceback holds a frame it
+        # called; it must not keep the last callback (and its task) alive.
+        handle = None
 
     def _run_ready_debug(self, count: int) -> None:
         ready = self._ready
@@ -165,6 +168,7 @@ class CoreEventLoop(
                     logger.warning("Executing %s took %.3f seconds", _describe(handle), took)
             finally:
                 self._current_handle = None
+        handle = None  # as in _run_ready()
 
     # ---- scheduling --------------------------------------------------------
 
