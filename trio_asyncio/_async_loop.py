@@ -141,7 +141,7 @@ class TrioEventLoop(BaseTrioEventLoop):
         scope = self._park_scope
         if scope is None or not (self._parked or self._io_parked):
             return
-        deadline = trio.current_time() + (self._timers[0]._when - self._clock())
+        deadline = trio.current_time() + (self._timers[0]._when - self.time())
         if deadline < scope.deadline:
             scope.deadline = deadline
 

@@ -17,6 +17,7 @@ import threading
 import time
 import weakref
 from asyncio import Handle, TimerHandle
+from unittest import mock
 
 import pytest
 import sniffio
@@ -182,6 +183,25 @@ def test_a_batch_does_not_keep_its_last_callback_alive(aio_run_every_driver):
         return result() is None
 
     assert aio_run_every_driver(main) is True
+
+
+def test_timers_follow_a_patched_loop_time(aio_run_every_driver):
+    # Test suites (aiohttp's, for one) patch loop.time() to make timers due.
+    async def main():
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        fired = []
+        with mock.patch.object(loop, "time", return_value=now):
+            loop.call_later(3600, fired.append, "an hour later")
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert fired == []
+            loop.time.return_value = now + 3600
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        return fired
+
+    assert aio_run_every_driver(main) == ["an hour later"]
 
 
 def test_a_due_timer_runs_after_callbacks_queued_before_it_was_due(aio_run):

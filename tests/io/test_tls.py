@@ -1712,8 +1712,12 @@ def test_start_tls_argument_checks(certs: Certs) -> None:
             await loop.start_tls(a, client, certs.client_context(), ssl_handshake_timeout=0)
         assert a.get_protocol() is client  # nothing was changed
         a.close()
-        with pytest.raises(ConnectionResetError):
+        # A closing transport: None, as from the stdlib; the protocol keeps it.
+        assert (
             await loop.start_tls(a, client, certs.client_context(), server_hostname="localhost")
+            is None
+        )
+        assert a.get_protocol() is client
         await client.lost
         await server.lost
 
@@ -1973,6 +1977,28 @@ def test_loop_start_tls_over_tcp(certs: Certs, aio_run: Callable[..., Any]) -> N
         assert await client.lost is None
         assert await server_proto.lost is None
         server_tls.close()  # a no-op, but 3.10's stdlib warns otherwise
+        server.close()
+        await server.wait_closed()
+
+    aio_run(main)
+
+
+@needs_connections
+def test_start_tls_on_a_closing_transport_gives_none(
+    certs: Certs, aio_run: Callable[..., Any]
+) -> None:
+    # aiohttp relies on this: "Failed to start TLS (possibly caused by
+    # closing transport)".
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(LineProtocol, HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, client = await loop.create_connection(LineProtocol, HOST, port)
+        transport.close()
+        tls = await loop.start_tls(
+            transport, client, certs.client_context(), server_hostname="localhost"
+        )
+        assert tls is None
         server.close()
         await server.wait_closed()
 

@@ -111,7 +111,7 @@ class CoreEventLoop(
             return 0
         if not timers:
             return None
-        wait = timers[0]._when - self._clock()
+        wait = timers[0]._when - self.time()
         if wait <= 0:
             return 0
         return wait if wait < MAXIMUM_WAIT else MAXIMUM_WAIT
@@ -131,7 +131,7 @@ class CoreEventLoop(
         """Move every timer that is due now to the end of the ready queue."""
         timers = self._timers
         ready = self._ready
-        end = self._clock() + self._clock_resolution
+        end = self.time() + self._clock_resolution
         while timers and timers[0]._when < end:
             timer = _heappop(timers)
             timer._scheduled = False
@@ -219,7 +219,7 @@ class CoreEventLoop(
         """Arrange for ``callback(*args)`` to run after *delay* seconds."""
         if delay is None:
             raise TypeError("delay must not be None")
-        timer = self.call_at(self._clock() + delay, callback, *args, context=context)
+        timer = self.call_at(self.time() + delay, callback, *args, context=context)
         if self._debug:
             _compat.trim_source_traceback(timer)
         return timer

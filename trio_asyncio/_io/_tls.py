@@ -944,12 +944,13 @@ class TLSMixin:
         server_hostname: str | None = None,
         ssl_handshake_timeout: float | None = None,
         ssl_shutdown_timeout: float | None = None,
-    ) -> asyncio.Transport:
+    ) -> asyncio.Transport | None:
         """Run a TLS handshake over *transport* and return the TLS transport.
 
         From then on *protocol* must use the returned transport; the old one
         belongs to the TLS layer. On failure (or cancellation) the old
-        transport is closed and the error raised, as in the stdlib.
+        transport is closed and the error raised, as in the stdlib. A
+        transport already closing gives None, as in the stdlib.
         """
         if not isinstance(sslcontext, ssl.SSLContext):
             raise TypeError(
@@ -958,8 +959,12 @@ class TLSMixin:
         if not _supports_start_tls(transport):
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
         if transport.is_closing():
-            # The stdlib would wait for the handshake timeout here.
-            raise ConnectionResetError("Cannot start TLS on a closed transport")
+            # None, as the stdlib returns for a transport whose closing is
+            # under way (and as aiohttp expects). Once the transport has
+            # finished closing the stdlib would instead wait for the
+            # handshake timeout. The protocol keeps its transport, and hears
+            # of the close through its own connection_lost().
+            return None
         loop: Any = self
         waiter = loop.create_future()
         tls = TLSProtocol(
