@@ -514,6 +514,7 @@ def test_connection_made_before_waiter_and_extra_info(certs: Certs) -> None:
         sslobj = t.get_extra_info("ssl_object")
         assert isinstance(sslobj, ssl.SSLObject)
         assert t.get_extra_info("sslcontext") is sslobj.context
+        assert t._sslcontext is sslobj.context  # uvloop's name, read by aiohttp's tests
         peercert = t.get_extra_info("peercert")
         assert dict(x[0] for x in peercert["subject"])["commonName"] == "localhost"
         assert t.get_extra_info("cipher") == sslobj.cipher()

@@ -826,6 +826,12 @@ class _SSLTransport(TransportBase):
         and whatever the raw transport knows (``peername``, ``socket``, ...)."""
         return self._tls._get_extra_info(name, default)
 
+    @property
+    def _sslcontext(self) -> ssl.SSLContext | None:
+        # The name under which uvloop's TLS transport holds its context, and
+        # which code that inspects transports (aiohttp's tests) falls back on.
+        return self.get_extra_info("sslcontext")  # type: ignore[no-any-return]
+
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._tls._set_app_protocol(protocol)
 
