@@ -17,6 +17,7 @@
 #   SOAK_MINUTES=10      length of `make soak` (CI runs 2)
 #   TEST_JOBS=3          Python versions test-all runs at once
 #   CONFORMANCE_JOBS=3   Python versions conformance runs at once
+#   LIBRARY_SUITES_JOBS=2  Python versions library-suites runs at once
 #   CI=true              makes test-all fail (not skip) when an interpreter is missing
 
 PYTHON ?= python3
@@ -139,6 +140,19 @@ clean:
 	rm -rf $(VENV) .venv-3.* build dist docs/_build .pytest_cache .hypothesis .ruff_cache
 	find . -name '*.egg-info' -prune -exec rm -rf {} +
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# ---------------------------------------------------------------- library suites
+
+# Other libraries' own test suites (anyio, janus, async-timeout; aiohttp with
+# LIBRARY_SUITES_ARGS='--suite all'), pinned, each run on the stdlib loop and
+# on ours; a test failing on ours only fails (tests/library_suites).
+LIBRARY_SUITES_ARGS ?=
+LIBRARY_SUITES_JOBS ?= 2
+
+.PHONY: library-suites
+library-suites:
+	@bash .ci/per-python library-suites $(LIBRARY_SUITES_JOBS) "$(PYTHON_VERSIONS)" \
+	    '"$$PY" -m tests.library_suites.run $(LIBRARY_SUITES_ARGS)'
 
 # ---------------------------------------------------------------- conformance
 
