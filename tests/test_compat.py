@@ -173,3 +173,25 @@ def test_is_trio_signal_handler() -> None:
 
     assert trio.run(inside)
     assert trio_handler is not None
+
+
+def test_fast_signal_functions_agree_with_the_signal_module() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # pragma: no cover
+        pytest.skip("signal handlers: main thread only")
+
+    def handler(signum: int, frame: object) -> None:  # pragma: no cover - never called
+        pass
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        assert _compat.fast_getsignal(int(signal.SIGINT)) is previous
+        assert _compat.fast_setsignal(int(signal.SIGINT), handler) is previous
+        assert signal.getsignal(signal.SIGINT) is handler
+        assert _compat.fast_getsignal(int(signal.SIGINT)) is handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        assert _compat.fast_getsignal(int(signal.SIGINT)) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

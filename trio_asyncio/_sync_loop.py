@@ -32,6 +32,7 @@ import trio
 
 from . import _compat
 from ._loop_base import BaseTrioEventLoop
+from ._sigint_deferral import SigintDeferral
 from ._trio_tasks import TrioJobRunner, Warmth
 
 _get_ident = threading.get_ident
@@ -46,6 +47,7 @@ _CoroutineType = types.CoroutineType
 _BUDGET = 0.0005
 _set_running_loop = _compat.set_running_loop
 _sniffio = _compat.sniffio_state
+_MAIN_THREAD_IDENT = threading.main_thread().ident
 
 
 class SyncTrioEventLoop(BaseTrioEventLoop):
@@ -70,6 +72,10 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self._guest_stop: trio.Event | None = None
         self._trio_stash: dict[str, object] | None = None
         self._sigint_wrapper: Any = None
+        # Ctrl-C during our runs (see _sigint_deferral); installed: in front
+        # of the SIGINT handler for the current run.
+        self._sigint_deferral = SigintDeferral(self)
+        self._sigint_deferral_installed = False
         self._guest_host: _GuestHost | None = None
         self._trio_warmth = Warmth()
         self._next_fair_yield = 0.0
@@ -112,7 +118,10 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
                 )
             _compat.restore_trio_run_state(self._trio_stash)
             self._trio_stash = None
-        self._thread_id = _get_ident()
+        ident = self._thread_id = _get_ident()
+        if ident == _MAIN_THREAD_IDENT:
+            # First: a Ctrl-C from here on must not land in our bookkeeping.
+            self._sigint_deferral_installed = self._sigint_deferral.install()
         self._running = True
         saved = (_get_running_loop(), _sniffio.name)
         self._install_asyncgen_hooks()
@@ -130,6 +139,10 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         _sniffio.name = saved[1]
         self._uninstall_signal_wakeup()
         self._uninstall_asyncgen_hooks()
+        if self._sigint_deferral_installed:
+            # Last, and it may raise the KeyboardInterrupt it held back.
+            self._sigint_deferral_installed = False
+            self._sigint_deferral.uninstall()
 
     def _run_once(self) -> None:
         wait = self._next_wait()
@@ -211,8 +224,16 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             else:
                 raise KeyboardInterrupt
 
+        handler._trio_asyncio_wraps_trio = True  # type: ignore[attr-defined]
         self._sigint_wrapper = handler
         signal.signal(signal.SIGINT, handler)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        """As on any loop; during a run, our SIGINT handler comes back in front (see _sigint_deferral)."""
+        removed = super().remove_signal_handler(sig)
+        if removed and sig == signal.SIGINT and self._sigint_deferral_installed:
+            self._sigint_deferral.reinstall()
+        return removed
 
     def _unwrap_trio_sigint_handler(self) -> None:
         wrapper, self._sigint_wrapper = self._sigint_wrapper, None
@@ -220,6 +241,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             return
         if signal.getsignal(signal.SIGINT) is wrapper:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+        self._sigint_deferral.swap_inner(wrapper, signal.default_int_handler)
 
     # ---- closing ------------------------------------------------------------------
 
@@ -290,6 +312,14 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         host = self._guest_host = _GuestHost(self)
         self._guest_thread = _get_ident()
         _GUEST_RUN_LOOPS.add(self)
+        # Trio installs its SIGINT handler only over Python's: step aside
+        # for it, and come back in front of it (or of its wrapper) after.
+        deferral = self._sigint_deferral
+        stepped_aside = (
+            self._sigint_deferral_installed and signal.getsignal(signal.SIGINT) is deferral
+        )
+        if stepped_aside:
+            signal.signal(signal.SIGINT, deferral.inner)
         try:
             trio.lowlevel.start_guest_run(
                 _guest_main,
@@ -305,7 +335,13 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             if between_runs:
                 self._uninstall_asyncgen_hooks()
             raise
-        self._wrap_trio_sigint_handler()
+        finally:
+            if stepped_aside:
+                self._wrap_trio_sigint_handler()
+                deferral.inner = signal.getsignal(signal.SIGINT)  # type: ignore[assignment]
+                signal.signal(signal.SIGINT, deferral)
+        if not stepped_aside:
+            self._wrap_trio_sigint_handler()
         if between_runs:
             self._leave_trio_state()
             self._uninstall_asyncgen_hooks()
