@@ -1,4 +1,4 @@
-"""Ctrl-C landing in the loop's own code during a sync run (trio_asyncio/_sigint_deferral.py).
+"""Ctrl-C landing in the loop's own code (trio_asyncio/_sigint_deferral.py).
 
 Real signals: ``loop.call_soon(signal.raise_signal, SIGINT)`` makes the
 signal arrive while a C function runs as a callback, so Python runs the
@@ -20,8 +20,8 @@ import pytest
 import trio
 
 import trio_asyncio
-from trio_asyncio import SyncTrioEventLoop
-from trio_asyncio._sigint_deferral import SigintDeferral, in_loop_code
+from trio_asyncio import SyncTrioEventLoop, _compat
+from trio_asyncio._sigint_deferral import SigintDeferral, TrioHostedSigintDeferral, in_loop_code
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
@@ -193,6 +193,28 @@ def test_with_trio_alive_it_stands_in_front_of_trio(loop: SyncTrioEventLoop) -> 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_sigint_in_asyncio_code_run_by_a_trio_task_is_keyboard_interrupt(
+    loop: SyncTrioEventLoop,
+) -> None:
+    """A Trio task may run an asyncio step itself, its Trio task hidden: Trio's handler can't judge."""
+
+    async def aio_part() -> str:
+        raise_sigint_in_user_code()
+        return "not reached"
+
+    async def trio_part() -> str:
+        return await trio_asyncio.aio_as_trio(aio_part)()
+
+    async def main() -> str:
+        return await trio_asyncio.trio_as_aio(trio_part)()
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(main())
+    # Raised once, though each hop of the chain reported it on its way up.
+    _end_all_tasks(loop)
+    assert loop.run_until_complete(asyncio.sleep(0, "calm")) == "calm"
+
+
 def test_a_handler_of_somebody_else_is_left_alone(loop: SyncTrioEventLoop) -> None:
     calls: list[Any] = []
 
@@ -285,3 +307,85 @@ def _a_frame_of(function: Any) -> Any:
         sys.setprofile(None)
     assert in_loop_code(frames[0])
     return frames[0]
+
+
+# ---- Trio-hosted loops (open_loop) ------------------------------------------------------
+
+
+def test_trio_hosted_sigint_in_an_asyncio_callback_is_keyboard_interrupt() -> None:
+    """Trio's handler alone would fail there: Trio's task is hidden during our batches."""
+
+    async def amain() -> None:
+        asyncio.get_running_loop().call_soon(raise_sigint_in_user_code)
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        await trio_asyncio.aio_as_trio(amain)()
+
+    with pytest.raises(KeyboardInterrupt):
+        trio_asyncio.run(main)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_trio_hosted_sigint_in_loop_code_loses_no_wakeup() -> None:
+    seen: dict[str, Any] = {}
+
+    async def waiter(fut: asyncio.Future[str]) -> str:
+        return await fut
+
+    async def amain() -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        seen["task"] = loop.create_task(waiter(fut))
+        await asyncio.sleep(0)
+
+        def complete() -> None:
+            # As if SIGINT arrived while Future.set_result called loop.call_soon.
+            handler = signal.getsignal(signal.SIGINT)
+            assert isinstance(handler, TrioHostedSigintDeferral)
+            frame = sys._getframe(1)
+            assert in_loop_code(frame)  # Handle._run
+            handler(signal.SIGINT, frame)  # deferred: returns
+            fut.set_result("woken")
+            seen["completed"] = True
+
+        loop.call_soon(complete)
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        await trio_asyncio.aio_as_trio(amain)()
+
+    with pytest.raises(KeyboardInterrupt):
+        trio_asyncio.run(main)
+    assert seen["completed"]
+    assert seen["task"].done()  # woken, then cancelled by the loop's clean-up
+
+
+def test_trio_hosted_loops_share_one_handler_in_front_of_trio() -> None:
+    async def main() -> None:
+        trio_handler = signal.getsignal(signal.SIGINT)
+        assert _compat.is_trio_signal_handler(trio_handler)
+        async with trio_asyncio.open_loop():
+            outer = signal.getsignal(signal.SIGINT)
+            assert isinstance(outer, TrioHostedSigintDeferral)
+            assert outer.inner is trio_handler
+            async with trio_asyncio.open_loop():
+                assert signal.getsignal(signal.SIGINT) is outer
+            assert signal.getsignal(signal.SIGINT) is outer
+        assert signal.getsignal(signal.SIGINT) is trio_handler
+
+    trio.run(main)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_trio_hosted_sigint_outside_batches_goes_to_trio() -> None:
+    """Between batches, Trio's handler decides: in unprotected Trio code, it raises at once."""
+
+    async def main() -> None:
+        async with trio_asyncio.open_loop():
+            handler = signal.getsignal(signal.SIGINT)
+            assert isinstance(handler, TrioHostedSigintDeferral)
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)  # unprotected Trio code: at once
+
+    trio.run(main)

@@ -32,6 +32,7 @@ import trio
 from . import _compat
 from ._core._current import current_loop
 from ._loop_base import BaseTrioEventLoop
+from ._sigint_deferral import hold_for_trio_hosted_loop, release_for_trio_hosted_loop
 from ._trio_tasks import TrioJobRunner
 
 if sys.version_info < (3, 11):
@@ -55,6 +56,10 @@ class TrioEventLoop(BaseTrioEventLoop):
     Don't create it directly: use :func:`open_loop` (or :func:`run`).
     """
 
+    #: Ctrl-C landing in loop code during our batches waits for the next
+    #: callback boundary (see _sigint_deferral).
+    _defers_sigint_in_batches = True
+
     def __init__(self) -> None:
         super().__init__()
         self._scheduler_task: trio.lowlevel.Task | None = None
@@ -75,6 +80,7 @@ class TrioEventLoop(BaseTrioEventLoop):
         self._body_scope: trio.CancelScope | None = None
         self._fatal_errors: list[BaseException] = []
         self._next_fair_yield = 0.0
+        self._holds_sigint_deferral = False
 
     # ---- state ------------------------------------------------------------
 
@@ -307,6 +313,8 @@ class TrioEventLoop(BaseTrioEventLoop):
             self._clock = trio.current_time
         self._thread_id = threading.get_ident()
         self._install_asyncgen_hooks()
+        if threading.current_thread() is threading.main_thread():
+            self._holds_sigint_deferral = hold_for_trio_hosted_loop()
         task_status.started()
         # Shielded: an outer cancellation must not stop the scheduler, since
         # the shutdown sequence needs it; only _shutdown() ends it.
@@ -510,6 +518,9 @@ class TrioEventLoop(BaseTrioEventLoop):
         self._shutdown_default_executor_now()
         self._uninstall_asyncgen_hooks()
         self._thread_id = None
+        if self._holds_sigint_deferral:
+            self._holds_sigint_deferral = False
+            release_for_trio_hosted_loop()
 
     def _take_fatal_errors(self) -> BaseException | None:
         errors, self._fatal_errors = self._fatal_errors, []

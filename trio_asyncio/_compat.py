@@ -27,7 +27,9 @@ What we rely on, and why:
   a batch of asyncio callbacks, Trio's "current task" is replaced by a
   sentinel, so Trio code awaited from asyncio without ``trio_as_aio`` fails at
   once with an error that says so, instead of silently running in (and
-  corrupting the cancel scopes of) the loop's own Trio task.
+  corrupting the cancel scopes of) the loop's own Trio task. Trio's SIGINT
+  handler reads that task's KI protection, so handlers in front of it check
+  :func:`trio_task_hidden` first (see ``_sigint_deferral``).
 * ``GLOBAL_RUN_CONTEXT``'s per-thread state is stashed between two runs of a
   sync loop whose Trio guest run is alive, so the thread looks like a plain
   thread to synchronous code in between.
@@ -124,6 +126,16 @@ def hide_trio_task() -> object:
     return task
 
 
+def trio_task_hidden() -> bool:
+    """Whether asyncio code runs in a Trio task right now (its task hidden by hide_trio_task).
+
+    Trio's SIGINT handler reads the current task's KI protection, and the
+    sentinel refuses that with a RuntimeError: a handler in front of Trio's
+    must not pass the signal on then.
+    """
+    return _run_context.__dict__.get("task") is _NOT_A_TRIO_TASK
+
+
 def restore_trio_task(task: object) -> None:
     if task is None:
         _run_context.__dict__.pop("task", None)
@@ -151,6 +163,8 @@ def quiet_pending_task(task: object) -> None:
 
 def is_trio_signal_handler(handler: object) -> bool:
     """Whether *handler* is a signal handler Trio installed (its KeyboardInterrupt one)."""
+    if getattr(handler, "_trio_asyncio_wraps_trio", False) is True:
+        return True  # ours, standing in front of Trio's (see _sigint_deferral)
     module = getattr(handler, "__module__", None) or ""
     return module == "trio" or module.startswith("trio.")
 

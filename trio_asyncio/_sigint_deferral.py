@@ -1,25 +1,35 @@
-"""Ctrl-C during a sync run: KeyboardInterrupt between callbacks, never inside loop code.
+"""Ctrl-C in asyncio code: KeyboardInterrupt between callbacks, never inside loop code.
 
 Python's default SIGINT handler raises KeyboardInterrupt in whatever frame
-runs when the signal arrives. Inside the loop's own code or asyncio's, that
-can lose a wake-up for good: between a future's completion and the
-scheduling of its callbacks (``Future.set_result`` calling ``call_soon``),
-or between popping a callback off the ready queue and running it. The task
-waiting for it then never runs again, and the clean-up that follows
-(``asyncio.run`` cancelling the remaining tasks and waiting for them) hangs.
+runs when the signal arrives (Trio's does the same in unprotected task
+code). Inside the loop's own code or asyncio's, that can lose a wake-up for
+good: between a future's completion and the scheduling of its callbacks
+(``Future.set_result`` calling ``call_soon``), or between popping a callback
+off the ready queue and running it. The task waiting for it then never runs
+again, and the clean-up that follows (``asyncio.run`` or ``open_loop``
+cancelling the remaining tasks and waiting for them) hangs.
 
-For the length of a run, in the main thread, the sync loop puts a
-:class:`SigintDeferral` in front of Python's default handler (or Trio's,
-when its guest run is alive). SIGINT landing in trio_asyncio's or asyncio's
-code queues the KeyboardInterrupt as a callback: it is raised from the
-loop's batch at the next callback boundary, promptly (the queueing wakes a
-waiting selector). Anywhere else, in user code or the selector's wait, the
-handler in front of which it stands acts at once, as without it. A second
-SIGINT while one is queued also acts at once.
+So a handler stands in front of Python's or Trio's, in the main thread:
+
+- :class:`SigintDeferral`, for the length of each run of a sync loop;
+- :class:`TrioHostedSigintDeferral`, while Trio-hosted loops are open
+  (:func:`hold_for_trio_hosted_loop`), acting during their batches.
+
+SIGINT landing in trio_asyncio's or asyncio's code queues the
+KeyboardInterrupt as a callback: it is raised from the loop's batch at the
+next callback boundary, promptly (the queueing wakes a waiting loop), and
+goes where a KeyboardInterrupt raised by a callback goes. Anywhere else,
+in user code or the selector's wait, the handler behind acts at once, as
+without it. A second SIGINT while one is queued also acts at once.
+
+One more reason to stand in front of Trio's handler: during an asyncio
+batch in a Trio task, that task is hidden from Trio (``_compat``), and
+Trio's handler, which reads the task's KI protection, would fail with a
+RuntimeError instead of raising KeyboardInterrupt. Asyncio code is never
+KI-protected, so KeyboardInterrupt is raised there directly.
 
 A handler somebody else installed (``asyncio.Runner``'s, the user's, an
-``add_signal_handler`` one) is left alone: it is only put in front of
-Python's and Trio's.
+``add_signal_handler`` one) is left alone.
 """
 
 from __future__ import annotations
@@ -32,7 +42,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ._compat import fast_getsignal, fast_setsignal
+from ._compat import (
+    fast_getsignal,
+    fast_setsignal,
+    get_running_loop_or_none,
+    is_trio_signal_handler,
+    trio_task_hidden,
+)
 
 if TYPE_CHECKING:
     from ._sync_loop import SyncTrioEventLoop
@@ -87,7 +103,7 @@ class SigintDeferral:
         pending, self.pending = self.pending, None
         if pending is not None:
             pending.cancel()  # this SIGINT acts for both
-        self.inner(signum, frame)
+        _pass_on(self.inner, signum, frame)
 
     def _raise(self) -> None:
         self.pending = None
@@ -99,7 +115,7 @@ class SigintDeferral:
         Main thread only (the caller checks). Returns whether it did.
         """
         current = fast_getsignal(_SIGINT)
-        if current is not signal.default_int_handler and not _is_trio_handler(current):
+        if current is not signal.default_int_handler and not is_trio_signal_handler(current):
             return False
         self.inner = current
         self.active = True
@@ -134,7 +150,90 @@ class SigintDeferral:
             self.inner = new
 
 
-def _is_trio_handler(handler: object) -> bool:
-    # Trio's own, or the sync loop's wrapper of it (see
-    # SyncTrioEventLoop._wrap_trio_sigint_handler), marked as such.
-    return getattr(handler, "_trio_asyncio_wraps_trio", False) is True
+def _pass_on(inner: SigintHandler, signum: int, frame: FrameType | None) -> None:
+    if trio_task_hidden():
+        # Asyncio code in a Trio task: Trio's handler cannot judge (see the
+        # module docstring), and asyncio code is not KI-protected.
+        raise KeyboardInterrupt
+    inner(signum, frame)
+
+
+class TrioHostedSigintDeferral:
+    """In front of Trio's SIGINT handler while Trio-hosted loops are open (main thread).
+
+    It defers a SIGINT landing in loop code during a batch of such a loop
+    (the running asyncio loop is one of ours: a loop marked
+    ``_defers_sigint_in_batches``) onto that loop; see the module docstring.
+    Shared by every Trio-hosted loop open in the thread (``users``).
+    """
+
+    __slots__ = ("active", "inner", "pending", "users")
+
+    #: Trio's handler stays behind it: removing an asyncio SIGINT handler
+    #: that displaced it puts it back (see _io/_signals).
+    _trio_asyncio_wraps_trio = True
+
+    def __init__(self, inner: SigintHandler) -> None:
+        self.inner = inner
+        self.pending: tuple[asyncio.Handle, Any] | None = None
+        self.users = 0
+        self.active = True
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        loop = get_running_loop_or_none()
+        if (
+            self.active
+            and loop is not None
+            and getattr(loop, "_defers_sigint_in_batches", False)
+            and not loop._closed
+            and in_loop_code(frame)
+        ):
+            pending = self.pending
+            if pending is None or pending[1]._closed:
+                self.pending = (loop.call_soon_threadsafe(self._raise), loop)
+                return
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending[0].cancel()
+        _pass_on(self.inner, signum, frame)
+
+    def _raise(self) -> None:
+        self.pending = None
+        raise KeyboardInterrupt
+
+
+_trio_hosted: TrioHostedSigintDeferral | None = None
+
+
+def hold_for_trio_hosted_loop() -> bool:
+    """A Trio-hosted loop opens in the main thread: make sure one stands in front of Trio's.
+
+    Returns whether this loop holds it (and must release it when it closes).
+    """
+    global _trio_hosted
+    current = fast_getsignal(_SIGINT)
+    deferral = _trio_hosted
+    if deferral is not None and current is deferral:
+        deferral.users += 1
+        return True
+    if not is_trio_signal_handler(current):
+        return False  # somebody else's, or not inside trio.run's handler
+    deferral = _trio_hosted = TrioHostedSigintDeferral(current)
+    deferral.users = 1
+    fast_setsignal(_SIGINT, deferral)
+    return True
+
+
+def release_for_trio_hosted_loop() -> None:
+    """A loop that held it closes: the last one puts Trio's handler back."""
+    global _trio_hosted
+    deferral = _trio_hosted
+    if deferral is None:
+        return
+    deferral.users -= 1
+    if deferral.users > 0:
+        return
+    _trio_hosted = None
+    deferral.active = False
+    if fast_getsignal(_SIGINT) is deferral:
+        fast_setsignal(_SIGINT, deferral.inner)

@@ -24,6 +24,7 @@ import time
 import types
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -76,6 +77,8 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         # of the SIGINT handler for the current run.
         self._sigint_deferral = SigintDeferral(self)
         self._sigint_deferral_installed = False
+        # The last errors _raise_in_host queued (see there).
+        self._raised_in_host: deque[BaseException] = deque(maxlen=4)
         self._guest_host: _GuestHost | None = None
         self._trio_warmth = Warmth()
         self._next_fair_yield = 0.0
@@ -255,6 +258,7 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
         self._closed = True
         self._ready.clear()
         self._timers.clear()
+        self._raised_in_host.clear()
         self._abandon_trio_waits()
         self._remove_all_signal_handlers()
         self._close_autoclose_fds()
@@ -504,9 +508,16 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
             token.run_sync_soon(trio.lowlevel.reschedule, task, value)
 
     def _raise_in_host(self, exc: BaseException) -> None:
-        """Make *exc* propagate out of the current (or next) run of the loop."""
-        if not self._closed:
-            self.call_soon_threadsafe(_raise, exc)
+        """Make *exc* propagate out of the current (or next) run of the loop.
+
+        Once: a KeyboardInterrupt crossing Trio -> asyncio -> Trio is reported
+        by each hop on its way up (the asyncio step a Trio task ran, then the
+        Trio job awaiting that task), as the same object.
+        """
+        if self._closed or any(known is exc for known in self._raised_in_host):
+            return
+        self._raised_in_host.append(exc)
+        self.call_soon_threadsafe(_raise, exc)
 
     def _report_fatal(self, exc: BaseException) -> None:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):

@@ -1,6 +1,6 @@
 """A busy sync-mode asyncio program, for SIGINT at random moments (test_sigint_fuzz.py).
 
-Usage: python sigint_target.py stdlib|trio_asyncio [runner|raw]
+Usage: python sigint_target.py stdlib|trio_asyncio [runner|raw|trio_hosted]
 
 Runs, all at once and until interrupted:
 
@@ -26,6 +26,10 @@ How the loop is run (the same way for both loops, so the outcomes compare):
   there); their SIGINT handler cancels the main task, and KeyboardInterrupt
   is raised once it has ended. 3.10's asyncio.run has no such handler, so
   :func:`run_like_runner` does the same by hand.
+- ``trio_hosted`` (``trio_asyncio`` only): the same ``main()`` in a
+  Trio-hosted loop, ``trio_asyncio.run()`` calling it through ``aio_as_trio``;
+  Trio's SIGINT handling applies, and KeyboardInterrupt comes out of
+  ``trio_asyncio.run()``.
 - ``raw``: ``loop.run_until_complete(main())`` with Python's default SIGINT
   handler, then asyncio.run's clean-up (:func:`finish`): KeyboardInterrupt
   is raised wherever the signal lands, which no asyncio program can fully
@@ -253,7 +257,9 @@ def run_like_runner() -> None:
 
 def run(mode: str) -> None:
     """``runner``: asyncio.run / asyncio.Runner; ``raw``: run_until_complete, no handler."""
-    if mode == "raw":
+    if mode == "trio_hosted":
+        trio_asyncio.run(trio_asyncio.aio_as_trio(main))
+    elif mode == "raw":
         # KeyboardInterrupt is raised wherever the signal lands: in a
         # callback, in the loop's own code, in Trio's.
         loop = new_loop()

@@ -32,6 +32,15 @@ Two modes (see ``sigint_target.py``), on our loop and on the stdlib loop
     hang; a hang of the stdlib reference is reported as an xfail. Noise is
     printed with the outcome.
 
+``trio_hosted``
+    Ours only: the same program in a Trio-hosted loop (``trio_asyncio.run``),
+    under Trio's SIGINT handling. KeyboardInterrupt must come out of
+    ``trio_asyncio.run()``, promptly: alone (exit -2), or in an exception
+    group (exit 1) with the other errors of the loop's clean-up, as Trio
+    groups the errors of a nursery. (On 3.11, asyncio's streams make one:
+    their ``client_connected_cb`` callback calls ``exception()`` on its
+    cancelled task, and a callback's error is raised from the block.)
+
 ``TRIO_ASYNCIO_SIGINT_RUNS`` sets the number of runs on our loop in
 ``runner`` mode (default 10; a third as many on the stdlib, and in
 ``raw`` mode); ``TRIO_ASYNCIO_FAULT_SEED`` changes the delays.
@@ -171,6 +180,7 @@ CASES = [
     *(("trio_asyncio", "runner", run) for run in range(RUNS)),
     *(("stdlib", "runner", run) for run in range(max(1, RUNS // 3))),
     *(("trio_asyncio", "raw", run) for run in range(max(1, RUNS // 3))),
+    *(("trio_asyncio", "trio_hosted", run) for run in range(max(1, RUNS // 3))),
     *(("stdlib", "raw", run) for run in range(max(1, RUNS // 5))),
 ]
 
@@ -191,8 +201,19 @@ def test_sigint(kind: str, mode: str, run: int) -> None:
         pytest.xfail(
             f"SIGINT hit the stdlib Runner's race (see STDLIB_RUNNER_RACE):\n{result.stderr}"
         )
-    expected_loop = "SyncTrioEventLoop" if kind == "trio_asyncio" else "_UnixSelectorEventLoop"
+    if mode == "trio_hosted":
+        expected_loop = "TrioEventLoop"
+    else:
+        expected_loop = "SyncTrioEventLoop" if kind == "trio_asyncio" else "_UnixSelectorEventLoop"
     assert result.stdout.split()[:2] == ["ready", expected_loop], result.stdout
+    if mode == "trio_hosted":
+        # KeyboardInterrupt alone, or among the errors of an exception group.
+        assert result.returncode in (-signal.SIGINT, 1), result.stderr
+        raised = [line.strip(" |") for line in result.stderr.splitlines()]
+        assert "KeyboardInterrupt" in raised, result.stderr
+        if result.returncode == 1:
+            assert "ExceptionGroup" in result.stderr, result.stderr
+        return
     # Like the stdlib: an uncaught KeyboardInterrupt, re-raised as SIGINT.
     assert result.returncode == -signal.SIGINT, result.stderr
     assert "KeyboardInterrupt" in result.stderr.splitlines(), result.stderr
