@@ -89,7 +89,7 @@ STDLIB_RUNNER_RACE = re.compile(
     r'File "[^"]*/asyncio/(?:futures|streams)\.py", line \d+, in '
     r"(?:_copy_future_state|_wakeup_waiter)\n"
     r"\s+\w+\.set_(?:result|exception)\(.*\)\n"
-    r"(?:\s*\^+\n)?"
+    r"(?:\s*[~^]+\n)?"  # 3.11-3.12 underline with ^, 3.13 with ~ and ^
     r"asyncio\.exceptions\.InvalidStateError: invalid state"
 )
 NOISE = (
