@@ -68,38 +68,39 @@ def in_loop_code(frame: FrameType | None) -> bool:
     return frame is not None and frame.f_code.co_filename.startswith(_LOOP_CODE_DIRS)
 
 
-class SigintDeferral:
-    """The SIGINT handler of one sync loop's runs (see the module docstring).
+class _Deferral:
+    """What both handlers share: defer onto a loop, or pass the signal on.
 
     ``inner`` is the handler it stands in front of; ``pending`` the queued
-    callback that raises KeyboardInterrupt, if any.
+    callback that raises KeyboardInterrupt (on ``_pending_loop``), if any;
+    ``active``: outside of it, it only passes SIGINT on.
     """
 
-    __slots__ = ("__weakref__", "_loop_ref", "active", "inner", "pending")
+    __slots__ = ("__weakref__", "_pending_loop", "active", "inner", "pending")
 
-    def __init__(self, loop: SyncTrioEventLoop) -> None:
-        # Weak: an unclosed loop must stay collectable even if a handler
-        # somebody installed over ours later restores this one.
-        self._loop_ref = weakref.ref(loop)
-        self.inner: SigintHandler = signal.default_int_handler
+    def __init__(self, inner: SigintHandler) -> None:
+        self.inner = inner
         self.pending: asyncio.Handle | None = None
-        # Between install() and uninstall(). Out of a run it only passes
-        # SIGINT on (if somebody who saved it during a run put it back).
+        self._pending_loop: Any = None
         self.active = False
 
+    def _target(self) -> Any:
+        """The loop to queue the KeyboardInterrupt on now, or None."""
+        raise NotImplementedError
+
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        loop = self._loop_ref()
-        if (
-            self.active
-            and self.pending is None
-            and loop is not None
-            and not loop._closed
-            and in_loop_code(frame)
-        ):
-            # call_soon_threadsafe: appends (atomic for a signal handler,
-            # which runs between bytecodes) and wakes a waiting selector.
-            self.pending = loop.call_soon_threadsafe(self._raise)
-            return
+        if self.active and in_loop_code(frame):
+            loop = self._target()
+            if (
+                loop is not None
+                and not loop._closed
+                and (self.pending is None or self._pending_loop._closed)
+            ):
+                # call_soon_threadsafe: appends (atomic for a signal handler,
+                # which runs between bytecodes) and wakes a waiting loop.
+                self.pending = loop.call_soon_threadsafe(self._raise)
+                self._pending_loop = loop
+                return
         pending, self.pending = self.pending, None
         if pending is not None:
             pending.cancel()  # this SIGINT acts for both
@@ -108,6 +109,25 @@ class SigintDeferral:
     def _raise(self) -> None:
         self.pending = None
         raise KeyboardInterrupt
+
+
+class SigintDeferral(_Deferral):
+    """The SIGINT handler of one sync loop's runs (see the module docstring).
+
+    Active between :meth:`install` and :meth:`uninstall`: out of a run it
+    only passes SIGINT on (if somebody who saved it during a run put it back).
+    """
+
+    __slots__ = ("_loop_ref",)
+
+    def __init__(self, loop: SyncTrioEventLoop) -> None:
+        super().__init__(signal.default_int_handler)
+        # Weak: an unclosed loop must stay collectable even if a handler
+        # somebody installed over ours later restores this one.
+        self._loop_ref = weakref.ref(loop)
+
+    def _target(self) -> Any:
+        return self._loop_ref()
 
     def install(self) -> bool:
         """Stand in front of the current SIGINT handler if it is Python's or Trio's.
@@ -158,7 +178,7 @@ def _pass_on(inner: SigintHandler, signum: int, frame: FrameType | None) -> None
     inner(signum, frame)
 
 
-class TrioHostedSigintDeferral:
+class TrioHostedSigintDeferral(_Deferral):
     """In front of Trio's SIGINT handler while Trio-hosted loops are open (main thread).
 
     It defers a SIGINT landing in loop code during a batch of such a loop
@@ -167,39 +187,22 @@ class TrioHostedSigintDeferral:
     Shared by every Trio-hosted loop open in the thread (``users``).
     """
 
-    __slots__ = ("active", "inner", "pending", "users")
+    __slots__ = ("users",)
 
     #: Trio's handler stays behind it: removing an asyncio SIGINT handler
     #: that displaced it puts it back (see _io/_signals).
     _trio_asyncio_wraps_trio = True
 
     def __init__(self, inner: SigintHandler) -> None:
-        self.inner = inner
-        self.pending: tuple[asyncio.Handle, Any] | None = None
+        super().__init__(inner)
         self.users = 0
         self.active = True
 
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
+    def _target(self) -> Any:
         loop = get_running_loop_or_none()
-        if (
-            self.active
-            and loop is not None
-            and getattr(loop, "_defers_sigint_in_batches", False)
-            and not loop._closed
-            and in_loop_code(frame)
-        ):
-            pending = self.pending
-            if pending is None or pending[1]._closed:
-                self.pending = (loop.call_soon_threadsafe(self._raise), loop)
-                return
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending[0].cancel()
-        _pass_on(self.inner, signum, frame)
-
-    def _raise(self) -> None:
-        self.pending = None
-        raise KeyboardInterrupt
+        if loop is not None and getattr(loop, "_defers_sigint_in_batches", False):
+            return loop
+        return None
 
 
 _trio_hosted: TrioHostedSigintDeferral | None = None

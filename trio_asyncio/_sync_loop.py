@@ -340,12 +340,11 @@ class SyncTrioEventLoop(BaseTrioEventLoop):
                 self._uninstall_asyncgen_hooks()
             raise
         finally:
+            # (After a failed start there is no Trio handler: nothing to wrap.)
+            self._wrap_trio_sigint_handler()
             if stepped_aside:
-                self._wrap_trio_sigint_handler()
                 deferral.inner = signal.getsignal(signal.SIGINT)  # type: ignore[assignment]
                 signal.signal(signal.SIGINT, deferral)
-        if not stepped_aside:
-            self._wrap_trio_sigint_handler()
         if between_runs:
             self._leave_trio_state()
             self._uninstall_asyncgen_hooks()
